@@ -1,0 +1,177 @@
+"""The chunk store interface: immutable byte chunks by 64-bit id, checksummed per block.
+
+A chunk is written once and never changed. Its checksums are kept by the caller (in the
+extent record), not next to the bytes, so a chunk file that rots or is replaced by other
+bytes cannot vouch for itself. Checksums are per BLOCK_SIZE block so that a ranged read
+verifies only the blocks it covers: reading 4 KiB of a 4 MiB chunk costs O(4 KiB).
+
+xxh3 detects bit rot; it is not collision-resistant and must never key deduplication or
+authenticate anything (FACTS.md, "Hashes").
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import xxhash
+
+BLOCK_SIZE = 64 * 1024
+SUM_SIZE = 8
+
+
+def chunk_name(chunk_id: int) -> str:
+    """The chunk's canonical name: 16 lower-case hex digits (sorts like the id)."""
+    return f"{chunk_id:016x}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkInfo:
+    chunk_id: int
+    size: int
+    sums: bytes
+
+
+class ChunkError(Exception):
+    """Base of every chunk store error.
+
+    chunk_id is None only for store-wide failures (``check()``); otherwise str() names the
+    chunk as 16 hex digits so a log line leads straight to the file or object. errno is kept
+    when the cause was an OSError.
+    """
+
+    def __init__(self, chunk_id: int | None, detail: str, *, errno: int | None = None) -> None:
+        self.chunk_id = chunk_id
+        self.detail = detail
+        self.errno = errno
+        super().__init__(chunk_id, detail)
+
+    def __str__(self) -> str:
+        where = "chunk store" if self.chunk_id is None else f"chunk {chunk_name(self.chunk_id)}"
+        return f"{where}: {self.detail}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keep errno across pickling (multiprocessing, logging handlers); Exception's
+        # default would rebuild from args alone.
+        return (_rebuild, (type(self), self.__dict__.copy()))
+
+
+def _rebuild(cls: type[ChunkError], state: dict[str, object]) -> ChunkError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("chunk_id"), state.get("detail"))
+    err.__dict__.update(state)
+    return err
+
+
+class ChunkMissing(ChunkError):
+    """The chunk is absent in the backend."""
+
+
+class ChunkCorrupt(ChunkError):
+    """The bytes do not match their checksums (or the chunk has the wrong size)."""
+
+    def __init__(self, chunk_id: int, block: int, detail: str) -> None:
+        super().__init__(chunk_id, f"block {block}: {detail}")
+        self.block = block
+
+
+class ChunkStoreFull(ChunkError):
+    """ENOSPC/EDQUOT while writing; nothing half-written is left visible."""
+
+
+def block_count(size: int) -> int:
+    return -(-size // BLOCK_SIZE)
+
+
+def block_sums(data: bytes | bytearray | memoryview) -> bytes:
+    """xxh3_64 of every BLOCK_SIZE block, SUM_SIZE bytes each, big-endian; the last block
+    may be short. Empty data has no blocks and so no sums."""
+    view = memoryview(data).cast("B")
+    digest = xxhash.xxh3_64_digest  # canonical form is big-endian
+    return b"".join(digest(view[i : i + BLOCK_SIZE]) for i in range(0, len(view), BLOCK_SIZE))
+
+
+def verify_blocks(chunk_id: int, data: bytes | memoryview, first_block: int, sums: bytes) -> None:
+    """Check data, which starts at block first_block, against the chunk's sums.
+
+    data covers whole blocks, except that the chunk's last block may be short. Raises
+    ChunkCorrupt naming the first bad block.
+    """
+    nblocks = block_count(len(data))
+    want = sums[first_block * SUM_SIZE : (first_block + nblocks) * SUM_SIZE]
+    if len(want) != nblocks * SUM_SIZE:
+        bad = first_block + len(want) // SUM_SIZE
+        raise ChunkCorrupt(chunk_id, bad, "data runs past the chunk's last block")
+    got = block_sums(data)
+    if got == want:
+        return
+    # One compare of the whole run is the fast path; find the block only on failure.
+    for i in range(nblocks):
+        s = slice(i * SUM_SIZE, (i + 1) * SUM_SIZE)
+        if got[s] != want[s]:
+            raise ChunkCorrupt(
+                chunk_id, first_block + i,
+                f"checksum mismatch (stored {want[s].hex()}, read {got[s].hex()})",
+            )
+    raise AssertionError("unreachable: sums differ but no block does")
+
+
+def covering_range(info: ChunkInfo, offset: int, length: int | None) -> tuple[int, int, int]:
+    """Validate a read of info and return (first_block, start, end).
+
+    [start, end) is the requested byte range; the blocks to read and verify are
+    first_block .. block_count(end) - 1. Backends share this so they agree on what is
+    out of range (ValueError) and what a zero-length read means.
+    """
+    size = info.size
+    if len(info.sums) != block_count(size) * SUM_SIZE:
+        raise ValueError(
+            f"chunk {chunk_name(info.chunk_id)}: {len(info.sums)} bytes of sums "
+            f"for {size} bytes of data"
+        )
+    if offset < 0 or offset > size:
+        raise ValueError(f"chunk {chunk_name(info.chunk_id)}: offset {offset} outside 0..{size}")
+    if length is None:
+        length = size - offset
+    if length < 0 or offset + length > size:
+        raise ValueError(
+            f"chunk {chunk_name(info.chunk_id)}: range {offset}+{length} beyond size {size}"
+        )
+    return offset // BLOCK_SIZE, offset, offset + length
+
+
+class ChunkStore(abc.ABC):
+    """Immutable chunks by id. Knows nothing of files, inodes or references."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
+        """Store data under chunk_id; durable when it returns. Idempotent for the same id and
+        bytes. data must not be mutated until put returns."""
+
+    @abc.abstractmethod
+    async def get(self, info: ChunkInfo, offset: int = 0, length: int | None = None) -> bytes:
+        """Read [offset, offset+length) (to the end when length is None), reading and
+        verifying only the covering blocks. Out-of-range -> ValueError. A zero-length read
+        returns b"" without touching the backend."""
+
+    @abc.abstractmethod
+    async def delete(self, chunk_id: int) -> None:
+        """Remove the chunk; a missing chunk is not an error."""
+
+    @abc.abstractmethod
+    async def exists(self, chunk_id: int) -> bool: ...
+
+    @abc.abstractmethod
+    def ids(self) -> AsyncIterator[tuple[int, float]]:
+        """Every stored chunk id with its mtime (unix seconds), in no particular order.
+        Temporary files of writes in progress are not ids."""
+
+    @abc.abstractmethod
+    async def check(self) -> None:
+        """Readiness probe: raise ChunkError when the store cannot be written or read."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...

@@ -1,0 +1,131 @@
+"""`samebytes serve`: the doors on one uvloop event loop, and their lifecycle.
+
+Start: open metadata and chunks, make sure the root inode and root identity exist,
+bind the S3 port, print where it listens and the root credentials.
+Stop (SIGTERM/SIGINT): stop accepting, let in-flight requests finish, flush open
+files, close the chunk store and LMDB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import Credentials, root_credentials
+from .vfs import DEFAULT_CHUNK_SIZE, DEFAULT_GRACE_SECONDS, Filesystem, FsError, collect
+
+log = logging.getLogger("samebytes")
+
+# The health endpoints live under a path segment no bucket can be named
+# (bucket names cannot contain '_'), so they never shadow a bucket.
+HEALTH_PREFIX = "/_samebytes/health"
+# In-flight requests get this long to finish on SIGTERM.
+SHUTDOWN_TIMEOUT = 30.0
+# Idle keep-alive connections are closed after this (aiohttp's default is an hour).
+KEEPALIVE_TIMEOUT = 75.0
+
+FS_KEY: web.AppKey[Filesystem] = web.AppKey("fs", Filesystem)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    data: Path
+    s3_host: str = "127.0.0.1"
+    s3_port: int = 9000
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
+    gc_interval: float = 60.0
+
+
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"status": "live"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    try:
+        await request.app[FS_KEY].ready()
+    except Exception as e:  # any failure means "not ready", with the reason
+        return web.json_response({"status": "not ready", "reason": str(e)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def not_implemented(request: web.Request) -> web.Response:
+    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
+            "<Message>The S3 API is not served yet.</Message></Error>")
+    return web.Response(status=501, text=body, content_type="application/xml")
+
+
+def build_app(fs: Filesystem) -> web.Application:
+    app = web.Application()
+    app[FS_KEY] = fs
+    app.router.add_get(HEALTH_PREFIX + "/live", live)
+    app.router.add_get(HEALTH_PREFIX + "/ready", ready)
+    app.router.add_route("*", "/{tail:.*}", not_implemented)
+    return app
+
+
+async def _collector(fs: Filesystem, cfg: ServeConfig) -> None:
+    while True:
+        await asyncio.sleep(cfg.gc_interval)
+        try:
+            report = await collect(fs, cfg.grace_seconds)
+            if any(report.as_dict().values()):
+                log.info("collector: %s", report.as_dict())
+        except FsError:
+            log.exception("collector run failed")
+
+
+def _announce(cfg: ServeConfig, creds: Credentials) -> None:
+    print(json.dumps({
+        "event": "listening",
+        "s3": f"http://{cfg.s3_host}:{cfg.s3_port}",
+        "data": str(cfg.data),
+        "access_key": creds.access_key,
+        "secret_key": creds.secret_key,
+        "credentials": "generated and saved in the data folder" if creds.generated
+        else "from the environment or the data folder",
+    }), flush=True)
+
+
+async def serve(cfg: ServeConfig) -> None:
+    creds = root_credentials(cfg.data)
+    fs = Filesystem.from_data_dir(cfg.data, chunk_size=cfg.chunk_size,
+                                  grace_seconds=cfg.grace_seconds)
+    try:
+        await fs.start()
+        await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")
+        runner = web.AppRunner(build_app(fs), handle_signals=False, access_log=None,
+                               keepalive_timeout=KEEPALIVE_TIMEOUT,
+                               shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await runner.setup()
+        site = web.TCPSite(runner, cfg.s3_host, cfg.s3_port, reuse_address=True)
+        await site.start()
+        _announce(cfg, creds)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        collector = asyncio.create_task(_collector(fs, cfg))
+        await stop.wait()
+        log.info("stopping: finishing in-flight requests")
+        collector.cancel()
+        await runner.cleanup()
+    finally:
+        await fs.aclose()
+    log.info("stopped")
+
+
+def run(cfg: ServeConfig) -> None:
+    import uvloop
+    try:
+        uvloop.run(serve(cfg))
+    except OSError as e:
+        print(f"samebytes: {e}", file=sys.stderr)
+        raise SystemExit(1) from e

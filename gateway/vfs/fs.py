@@ -1,0 +1,728 @@
+"""The one filesystem every door goes through: POSIX semantics over metadata + chunks.
+
+Each operation is one metadata transaction (run by the engine's writer thread, so
+its reads and writes are atomic with respect to every other door and process) and
+checks the caller against mode bits and ownership inside that transaction. Object
+(S3) operations are in ``objects``; both halves share the helpers here, so S3 and
+the mounts cannot disagree.
+
+Timestamps are nanoseconds since the epoch. atime is not updated on read
+(``noatime``): a read must not cost a metadata write.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from chunkstore import ChunkStore, LocalChunkStore
+from metadata import EngineIOError, Inode, LmdbEngine, ROOT_INO, Txn, open_engine
+from metadata import namespace as ns
+from metadata.namespace import MetadataCorrupt
+from metadata.schema import InlineCorrupt
+
+from . import data
+from .errors import (
+    DataCorrupt, Exists, FsError, Invalid, IsDir, NotDir, NotEmpty, NotFound,
+    NotPermitted, StorageError,
+)
+from .files import OpenFile, WriteBuffer
+from .keys import check_name
+from .objects import ObjectOps
+from .perms import R, W, X, Caller, check, check_modify_dir, check_owner, check_sticky
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CHUNK_SIZE = 4 << 20
+# How long freed chunks and unlinked inodes wait before their bytes are deleted:
+# a reader that took its extent list just before the delete still finishes.
+DEFAULT_GRACE_SECONDS = 60.0
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+
+_SETATTR_NOW = -1  # atime/mtime value meaning "the current time" (utimensat UTIME_NOW)
+UTIME_NOW = _SETATTR_NOW
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+class Handle:
+    """One open() of a file: the inode's shared OpenFile plus this open's mode."""
+
+    __slots__ = ("fh", "file", "readable", "writable", "append")
+
+    def __init__(self, fh: int, file: OpenFile, readable: bool, writable: bool, append: bool) -> None:
+        self.fh = fh
+        self.file = file
+        self.readable = readable
+        self.writable = writable
+        self.append = append
+
+
+class Filesystem(ObjectOps):
+    def __init__(self, engine: LmdbEngine, chunks: ChunkStore, *,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
+        self.meta = engine
+        self.chunks = chunks
+        self.chunk_size = chunk_size
+        self.grace_ns = int(grace_seconds * 1e9)
+        self.ids = data.ChunkIds(engine)
+        self._open: dict[int, OpenFile] = {}
+        self._handles: dict[int, Handle] = {}
+        self._next_fh = 1
+
+    @classmethod
+    def from_data_dir(cls, data_dir: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+             map_size: int | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Filesystem:
+        """The embedded default: LMDB in DATA/meta, local chunks in DATA/chunks."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        kw: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
+        engine = open_engine(data_dir / "meta", **kw)
+        return cls(engine, LocalChunkStore(data_dir / "chunks"), chunk_size=chunk_size,
+                   grace_seconds=grace_seconds)
+
+    async def start(self) -> None:
+        await self._write(lambda txn: ns.ensure_root(txn, now_ns()))
+
+    async def ready(self) -> None:
+        """Raise unless metadata and the chunk store both answer."""
+        with self.meta.read() as txn:
+            if ns.get_inode(txn, ROOT_INO) is None:
+                raise StorageError("metadata has no root inode")
+        await self.chunks.check()
+
+    async def aclose(self) -> None:
+        """Flush every open file, then close the stores."""
+        for f in list(self._open.values()):
+            try:
+                await self._flush(f)
+            except FsError:
+                log.exception("flushing inode %d at shutdown", f.ino)
+        await self.chunks.close()
+        self.meta.close()
+
+    # -- plumbing shared with objects ------------------------------------------------
+
+    async def _write(self, fn: Callable[[Txn], T]) -> T:
+        try:
+            return await self.meta.write(fn)
+        except EngineIOError as e:
+            raise StorageError(str(e)) from e
+        except InlineCorrupt as e:
+            raise DataCorrupt(str(e)) from e
+        except MetadataCorrupt as e:
+            log.error("metadata inconsistency: %s", e)
+            raise StorageError(str(e)) from e
+
+    def _read(self, fn: Callable[[Txn], T]) -> T:
+        try:
+            with self.meta.read() as txn:
+                return fn(txn)
+        except InlineCorrupt as e:
+            raise DataCorrupt(str(e)) from e
+        except MetadataCorrupt as e:
+            raise StorageError(str(e)) from e
+
+    @staticmethod
+    def _inode(txn: Txn, ino: int) -> Inode:
+        inode = ns.get_inode(txn, ino)
+        if inode is None:
+            raise NotFound(f"no inode {ino}")
+        return inode
+
+    def _dir(self, txn: Txn, ino: int) -> Inode:
+        inode = self._inode(txn, ino)
+        if not inode.is_dir:
+            raise NotDir(f"inode {ino} is not a directory")
+        return inode
+
+    def _child(self, txn: Txn, parent: int, name: bytes) -> tuple[Inode, bytes, int]:
+        found = ns.lookup(txn, parent, name)
+        if found is None:
+            raise NotFound(f"{name!r} not found")
+        child, sname, seq = found
+        return self._inode(txn, child), sname, seq
+
+    @staticmethod
+    def _new_gid(caller: Caller, parent: Inode) -> int:
+        return parent.gid if parent.mode & stat.S_ISGID else caller.gid
+
+    def _drop_link(self, txn: Txn, inode: Inode, now: int) -> None:
+        """One name of inode is gone; free it when none is left and no one has it open."""
+        inode.nlink = 0 if inode.is_dir else inode.nlink - 1
+        inode.ctime_ns = now
+        if inode.nlink > 0:
+            ns.put_inode(txn, inode)
+        elif inode.ino in self._open:
+            # Still open here: readable until the last close (POSIX unlink semantics).
+            ns.put_inode(txn, inode)
+            ns.mark_orphan(txn, inode.ino, now)
+        else:
+            ns.free_inode(txn, inode.ino, now)
+
+    def _with_open_state(self, inode: Inode) -> Inode:
+        f = self._open.get(inode.ino)
+        if f is not None and (f.dirty or f.flushing or f.mtime_ns):
+            inode = replace(inode, size=f.size)
+            if f.mtime_ns:
+                inode.mtime_ns = inode.ctime_ns = f.mtime_ns
+        return inode
+
+    # -- attributes --------------------------------------------------------------------
+
+    async def getattr(self, ino: int) -> Inode:
+        return self._with_open_state(self._read(lambda txn: self._inode(txn, ino)))
+
+    async def lookup(self, caller: Caller, parent: int, name: bytes) -> Inode:
+        def op(txn: Txn) -> Inode:
+            check(caller, self._dir(txn, parent), X)
+            if name == b".":
+                return self._inode(txn, parent)
+            if name == b"..":
+                return self._inode(txn, self._inode(txn, parent).parent or ROOT_INO)
+            return self._child(txn, parent, name)[0]
+        return self._with_open_state(self._read(op))
+
+    async def access(self, caller: Caller, ino: int, want: int) -> bool:
+        from .perms import allowed
+        return allowed(caller, self._read(lambda txn: self._inode(txn, ino)), want)
+
+    async def setattr(self, caller: Caller, ino: int, *, mode: int | None = None,
+                      uid: int | None = None, gid: int | None = None, size: int | None = None,
+                      atime_ns: int | None = None, mtime_ns: int | None = None) -> Inode:
+        """chmod/chown/truncate/utimens. UTIME_NOW for a time means "now"."""
+        if size is not None:
+            if size < 0:
+                raise Invalid("negative size")
+            f = self._open.get(ino)
+            if f is not None:
+                await self._flush(f)
+        now = now_ns()
+
+        def op(txn: Txn) -> Inode:
+            inode = self._inode(txn, ino)
+            if mode is not None:
+                check_owner(caller, inode)
+                new_mode = mode & 0o7777
+                if not caller.is_root and not caller.in_group(inode.gid):
+                    new_mode &= ~stat.S_ISGID
+                inode.mode = stat.S_IFMT(inode.mode) | new_mode
+            if uid is not None or gid is not None:
+                if uid is not None and uid != inode.uid and not caller.is_root:
+                    raise NotPermitted("only root may change the owner")
+                if gid is not None and gid != inode.gid and not caller.is_root:
+                    if caller.uid != inode.uid or not caller.in_group(gid):
+                        raise NotPermitted("not the owner, or not a member of the group")
+                if uid is not None:
+                    inode.uid = uid
+                if gid is not None:
+                    inode.gid = gid
+                if not inode.is_dir and not caller.is_root:
+                    inode.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+            if atime_ns is not None or mtime_ns is not None:
+                setting_now = atime_ns in (None, UTIME_NOW) and mtime_ns in (None, UTIME_NOW)
+                if caller.uid != inode.uid and not caller.is_root:
+                    if not setting_now:
+                        raise NotPermitted("only the owner may set explicit times")
+                    check(caller, inode, W)
+                if atime_ns is not None:
+                    inode.atime_ns = now if atime_ns == UTIME_NOW else atime_ns
+                if mtime_ns is not None:
+                    inode.mtime_ns = now if mtime_ns == UTIME_NOW else mtime_ns
+            if size is not None:
+                if inode.is_dir:
+                    raise IsDir("cannot truncate a directory")
+                if not inode.is_reg:
+                    raise Invalid("truncate of a special file")
+                check(caller, inode, W)
+                if size < inode.size:
+                    ns.truncate_extents(txn, ino, size, now)
+                if size != inode.size:
+                    inode.size = size
+                    inode.mtime_ns = now
+                    inode.etag = ""
+                    inode.extra = {}
+            inode.ctime_ns = now
+            ns.put_inode(txn, inode)
+            return inode
+
+        inode = await self._write(op)
+        f = self._open.get(ino)
+        if f is not None and size is not None:
+            f.dirty.truncate(size)
+            f.size = size
+            f.note_truncate(size)
+        return self._with_open_state(inode)
+
+    # -- names ---------------------------------------------------------------------------
+
+    async def _make(self, caller: Caller, parent: int, name: bytes, mode: int,
+                    target: bytes = b"", rdev: int = 0, exclusive: bool = True) -> Inode:
+        check_name(name)
+        now = now_ns()
+        is_dir = stat.S_ISDIR(mode)
+
+        def op(txn: Txn) -> Inode:
+            p = self._dir(txn, parent)
+            check_modify_dir(caller, p)
+            found = ns.lookup(txn, parent, name)
+            if found is not None:
+                existing = self._inode(txn, found[0])
+                if exclusive or not stat.S_ISREG(mode) or not existing.is_reg:
+                    raise Exists(f"{name!r} exists")
+                return existing
+            ino = ns.alloc_ino(txn)
+            node = Inode(ino, mode, caller.uid, self._new_gid(caller, p),
+                         nlink=2 if is_dir else 1, atime_ns=now, mtime_ns=now, ctime_ns=now,
+                         btime_ns=now, parent=parent, target=target, rdev=rdev,
+                         size=len(target))
+            if is_dir and p.mode & stat.S_ISGID:
+                node.mode |= stat.S_ISGID
+            ns.add_entry(txn, p, name, ino, is_dir)
+            if is_dir:
+                p.nlink += 1
+            p.mtime_ns = p.ctime_ns = now
+            ns.put_inode(txn, p)
+            ns.put_inode(txn, node)
+            return node
+
+        return await self._write(op)
+
+    async def create(self, caller: Caller, parent: int, name: bytes, mode: int = 0o644,
+                     *, exclusive: bool = True) -> Inode:
+        """A regular file. exclusive=False returns an existing file instead (O_CREAT)."""
+        return await self._make(caller, parent, name, stat.S_IFREG | (mode & 0o7777),
+                                exclusive=exclusive)
+
+    async def mkdir(self, caller: Caller, parent: int, name: bytes, mode: int = 0o755) -> Inode:
+        return await self._make(caller, parent, name, stat.S_IFDIR | (mode & 0o7777))
+
+    async def symlink(self, caller: Caller, parent: int, name: bytes, target: bytes) -> Inode:
+        if not target or len(target) > 4096 or b"\x00" in target:
+            raise Invalid("bad symlink target")
+        return await self._make(caller, parent, name, stat.S_IFLNK | 0o777, target=target)
+
+    async def mknod(self, caller: Caller, parent: int, name: bytes, mode: int, rdev: int = 0) -> Inode:
+        if stat.S_IFMT(mode) not in (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFREG):
+            raise NotPermitted("device nodes are not supported")
+        return await self._make(caller, parent, name, mode, rdev=rdev)
+
+    async def readlink(self, caller: Caller, ino: int) -> bytes:
+        inode = self._read(lambda txn: self._inode(txn, ino))
+        if not inode.is_symlink:
+            raise Invalid("not a symlink")
+        return inode.target
+
+    async def link(self, caller: Caller, ino: int, new_parent: int, new_name: bytes) -> Inode:
+        check_name(new_name)
+        now = now_ns()
+
+        def op(txn: Txn) -> Inode:
+            inode = self._inode(txn, ino)
+            if inode.is_dir:
+                raise NotPermitted("hard links to directories are not allowed")
+            if inode.nlink == 0:
+                raise NotFound("file was unlinked")
+            p = self._dir(txn, new_parent)
+            check_modify_dir(caller, p)
+            if ns.lookup(txn, new_parent, new_name) is not None:
+                raise Exists(f"{new_name!r} exists")
+            ns.add_entry(txn, p, new_name, ino, False)
+            p.mtime_ns = p.ctime_ns = now
+            inode.nlink += 1
+            inode.ctime_ns = now
+            ns.put_inode(txn, p)
+            ns.put_inode(txn, inode)
+            return inode
+
+        return await self._write(op)
+
+    async def unlink(self, caller: Caller, parent: int, name: bytes) -> None:
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            p = self._dir(txn, parent)
+            check_modify_dir(caller, p)
+            child, sname, seq = self._child(txn, parent, name)
+            if child.is_dir:
+                raise IsDir(f"{name!r} is a directory")
+            check_sticky(caller, p, child)
+            ns.remove_entry(txn, parent, sname, seq)
+            p.mtime_ns = p.ctime_ns = now
+            ns.put_inode(txn, p)
+            self._drop_link(txn, child, now)
+
+        await self._write(op)
+
+    async def rmdir(self, caller: Caller, parent: int, name: bytes) -> None:
+        if name == b".":
+            raise Invalid("cannot remove '.'")
+        if name == b"..":
+            raise NotEmpty("cannot remove '..'")
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            p = self._dir(txn, parent)
+            check_modify_dir(caller, p)
+            child, sname, seq = self._child(txn, parent, name)
+            if not child.is_dir:
+                raise NotDir(f"{name!r} is not a directory")
+            check_sticky(caller, p, child)
+            if not ns.is_empty_dir(txn, child.ino):
+                raise NotEmpty(f"{name!r} is not empty")
+            ns.remove_entry(txn, parent, sname, seq)
+            p.nlink -= 1
+            p.mtime_ns = p.ctime_ns = now
+            ns.put_inode(txn, p)
+            self._drop_link(txn, child, now)
+
+        await self._write(op)
+
+    def _is_ancestor(self, txn: Txn, maybe_ancestor: int, ino: int) -> bool:
+        seen = 0
+        while ino != ROOT_INO:
+            if ino == maybe_ancestor:
+                return True
+            ino = self._inode(txn, ino).parent or ROOT_INO
+            seen += 1
+            if seen > 4096:
+                raise StorageError("directory parent chain too deep or cyclic")
+        return maybe_ancestor == ROOT_INO
+
+    async def rename(self, caller: Caller, parent: int, name: bytes, new_parent: int,
+                     new_name: bytes, flags: int = 0) -> None:
+        check_name(new_name)
+        if flags & RENAME_NOREPLACE and flags & RENAME_EXCHANGE:
+            raise Invalid("RENAME_NOREPLACE with RENAME_EXCHANGE")
+        if flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE):
+            raise Invalid("unsupported rename flags")
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            sp = self._dir(txn, parent)
+            dp = sp if new_parent == parent else self._dir(txn, new_parent)
+            check_modify_dir(caller, sp)
+            check_modify_dir(caller, dp)
+            src, s_sname, s_seq = self._child(txn, parent, name)
+            check_sticky(caller, sp, src)
+            found = ns.lookup(txn, new_parent, new_name)
+            dst = self._inode(txn, found[0]) if found else None
+            if src.is_dir and src.ino != new_parent and self._is_ancestor(txn, src.ino, new_parent):
+                raise Invalid("cannot move a directory inside itself")
+            if dst is not None and dst.ino == src.ino:
+                return  # same file: POSIX says do nothing
+            if flags & RENAME_EXCHANGE:
+                if dst is None:
+                    raise NotFound(f"{new_name!r} not found")
+                if dst.is_dir and dst.ino != parent and self._is_ancestor(txn, dst.ino, parent):
+                    raise Invalid("cannot move a directory inside itself")
+                check_sticky(caller, dp, dst)
+                assert found is not None
+                ns.remove_entry(txn, parent, s_sname, s_seq)
+                ns.remove_entry(txn, new_parent, found[1], found[2])
+                self._exchange(txn, sp, dp, name, src, new_name, dst, now)
+                return
+            if dst is not None:
+                if flags & RENAME_NOREPLACE:
+                    raise Exists(f"{new_name!r} exists")
+                check_sticky(caller, dp, dst)
+                if src.is_dir and not dst.is_dir:
+                    raise NotDir(f"{new_name!r} is not a directory")
+                if not src.is_dir and dst.is_dir:
+                    raise IsDir(f"{new_name!r} is a directory")
+                if dst.is_dir and not ns.is_empty_dir(txn, dst.ino):
+                    raise NotEmpty(f"{new_name!r} is not empty")
+                assert found is not None
+                ns.remove_entry(txn, new_parent, found[1], found[2])
+                if dst.is_dir:
+                    dp.nlink -= 1
+                self._drop_link(txn, dst, now)
+            ns.remove_entry(txn, parent, s_sname, s_seq)
+            if src.is_dir and parent != new_parent:
+                sp.nlink -= 1
+                dp.nlink += 1
+            ns.add_entry(txn, dp, new_name, src.ino, src.is_dir)
+            src.parent = new_parent if src.is_dir else src.parent
+            src.ctime_ns = now
+            sp.mtime_ns = sp.ctime_ns = dp.mtime_ns = dp.ctime_ns = now
+            ns.put_inode(txn, src)
+            ns.put_inode(txn, sp)
+            if dp is not sp:
+                ns.put_inode(txn, dp)
+
+        await self._write(op)
+
+    @staticmethod
+    def _exchange(txn: Txn, sp: Inode, dp: Inode, name: bytes, src: Inode,
+                  new_name: bytes, dst: Inode, now: int) -> None:
+        ns.add_entry(txn, dp, new_name, src.ino, src.is_dir)
+        ns.add_entry(txn, sp, name, dst.ino, dst.is_dir)
+        if sp.ino != dp.ino:
+            if src.is_dir:
+                src.parent = dp.ino
+                sp.nlink -= 1
+                dp.nlink += 1
+            if dst.is_dir:
+                dst.parent = sp.ino
+                dp.nlink -= 1
+                sp.nlink += 1
+        src.ctime_ns = dst.ctime_ns = now
+        sp.mtime_ns = sp.ctime_ns = dp.mtime_ns = dp.ctime_ns = now
+        for i in (src, dst, sp) if sp.ino == dp.ino else (src, dst, sp, dp):
+            ns.put_inode(txn, i)
+
+    async def readdir(self, caller: Caller, ino: int, after: int = 0,
+                      limit: int = 1000) -> list[tuple[int, bytes, Inode]]:
+        """Up to limit (cookie, name, attrs) after cookie `after`, in insertion order.
+
+        Cookies are per-directory sequence numbers that are never reused, so a
+        reader that resumes never repeats or skips an entry it has not seen change.
+        """
+        def op(txn: Txn) -> list[tuple[int, bytes, Inode]]:
+            d = self._dir(txn, ino)
+            check(caller, d, R)
+            out = []
+            for seq, sname, child in ns.entries_by_seq(txn, ino, after):
+                inode = ns.get_inode(txn, child)
+                if inode is None:
+                    raise MetadataCorrupt(f"dirent {ino}/{sname!r} points at missing inode {child}")
+                out.append((seq, sname.rstrip(b"/"), inode))
+                if len(out) >= limit:
+                    break
+            return out
+        return [(c, n, self._with_open_state(i)) for c, n, i in self._read(op)]
+
+    # -- extended attributes -------------------------------------------------------------------
+
+    async def getxattr(self, caller: Caller, ino: int, name: bytes) -> bytes:
+        def op(txn: Txn) -> bytes:
+            check(caller, self._inode(txn, ino), R)
+            v = ns.get_xattr(txn, ino, name)
+            if v is None:
+                raise FsError("no such attribute", errno=errno.ENODATA)
+            return v
+        return self._read(op)
+
+    async def listxattr(self, caller: Caller, ino: int) -> list[bytes]:
+        def op(txn: Txn) -> list[bytes]:
+            check(caller, self._inode(txn, ino), R)
+            return [n for n, _ in ns.list_xattrs(txn, ino)]
+        return self._read(op)
+
+    async def setxattr(self, caller: Caller, ino: int, name: bytes, value: bytes,
+                       *, create: bool = False, replace_only: bool = False) -> None:
+        if not name or len(name) > 255:
+            raise Invalid("bad attribute name")
+        if len(value) > 64 * 1024:
+            raise FsError("attribute value too large", errno=errno.E2BIG)
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            inode = self._inode(txn, ino)
+            check_owner(caller, inode) if not name.startswith(b"user.") else check(caller, inode, W)
+            exists = ns.get_xattr(txn, ino, name) is not None
+            if create and exists:
+                raise Exists("attribute exists")
+            if replace_only and not exists:
+                raise FsError("no such attribute", errno=errno.ENODATA)
+            ns.set_xattr(txn, ino, name, value)
+            inode.ctime_ns = now
+            ns.put_inode(txn, inode)
+
+        await self._write(op)
+
+    async def removexattr(self, caller: Caller, ino: int, name: bytes) -> None:
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            inode = self._inode(txn, ino)
+            check_owner(caller, inode) if not name.startswith(b"user.") else check(caller, inode, W)
+            if not ns.remove_xattr(txn, ino, name):
+                raise FsError("no such attribute", errno=errno.ENODATA)
+            inode.ctime_ns = now
+            ns.put_inode(txn, inode)
+
+        await self._write(op)
+
+    # -- open files ------------------------------------------------------------------------------
+
+    async def open(self, caller: Caller, ino: int, flags: int = os.O_RDONLY) -> Handle:
+        acc = flags & os.O_ACCMODE
+        readable = acc in (os.O_RDONLY, os.O_RDWR)
+        writable = acc in (os.O_WRONLY, os.O_RDWR)
+        inode = self._read(lambda txn: self._inode(txn, ino))
+        if inode.is_dir:
+            if writable:
+                raise IsDir("cannot open a directory for writing")
+        elif not inode.is_reg:
+            raise Invalid("not a regular file")
+        check(caller, inode, (R if readable else 0) | (W if writable else 0))
+        f = self._open.get(ino)
+        if f is None:
+            f = self._open[ino] = OpenFile(ino, inode.size, inode.size == 0)
+        f.handles += 1
+        h = Handle(self._next_fh, f, readable, writable, bool(flags & os.O_APPEND))
+        self._next_fh += 1
+        self._handles[h.fh] = h
+        try:
+            if flags & os.O_TRUNC and writable and inode.is_reg:
+                await self.setattr(caller, ino, size=0)
+        except BaseException:
+            await self.release(h.fh)
+            raise
+        return h
+
+    def handle(self, fh: int) -> Handle:
+        h = self._handles.get(fh)
+        if h is None:
+            raise FsError("bad file handle", errno=errno.EBADF)
+        return h
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        h = self.handle(fh)
+        if not h.readable:
+            raise FsError("not open for reading", errno=errno.EBADF)
+        f = h.file
+        end = min(offset + size, f.size)
+        if offset >= end:
+            return b""
+
+        def op(txn: Txn) -> data.ReadPlan:
+            inode = self._inode(txn, f.ino)
+            return data.plan(txn, f.ino, inode.size, offset, min(end, inode.size))
+
+        p = self._read(op)
+        buf = await data.read_into(self.chunks, p, offset, end)
+        f.flushing.overlay(buf, offset)
+        f.dirty.overlay(buf, offset)
+        return bytes(buf)
+
+    async def write(self, fh: int, offset: int, payload: bytes) -> int:
+        h = self.handle(fh)
+        if not h.writable:
+            raise FsError("not open for writing", errno=errno.EBADF)
+        if offset < 0:
+            raise Invalid("negative offset")
+        f = h.file
+        if h.append:
+            offset = f.size
+        f.dirty.write(offset, payload)
+        f.note_write(offset, payload)
+        f.size = max(f.size, offset + len(payload))
+        f.mtime_ns = now_ns()
+        if f.dirty.nbytes >= self.chunk_size:
+            await self._flush(f)
+        return len(payload)
+
+    async def flush(self, fh: int) -> None:
+        await self._flush(self.handle(fh).file)
+
+    async def fsync(self, fh: int) -> None:
+        # Every commit is already durable (sync LMDB, fsync'd chunks): flush is fsync.
+        await self._flush(self.handle(fh).file)
+
+    async def release(self, fh: int) -> None:
+        h = self._handles.pop(fh, None)
+        if h is None:
+            return
+        f = h.file
+        try:
+            await self._flush(f)
+        finally:
+            f.handles -= 1
+            if f.handles == 0 and self._open.get(f.ino) is f:
+                del self._open[f.ino]
+                await self._free_if_orphan(f.ino)
+
+    async def _free_if_orphan(self, ino: int) -> None:
+        now = now_ns()
+
+        def op(txn: Txn) -> None:
+            inode = ns.get_inode(txn, ino)
+            if inode is not None and inode.nlink == 0 and ino not in self._open:
+                ns.free_inode(txn, ino, now)
+        await self._write(op)
+
+    async def _flush(self, f: OpenFile) -> None:
+        async with f.lock:
+            if not f.dirty and not f.mtime_ns:
+                return
+            f.flushing, f.dirty = f.dirty, f.flushing
+            size, mtime, etag = f.size, f.mtime_ns or now_ns(), f.etag()
+            try:
+                written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
+                                                  f.flushing.ranges())
+                now = now_ns()
+
+                def op(txn: Txn) -> None:
+                    inode = ns.get_inode(txn, f.ino)
+                    if inode is None:
+                        raise NotFound(f"inode {f.ino} was removed")
+                    written.register(txn)
+                    for e in written.extents:
+                        ns.put_extent(txn, f.ino, e, now)
+                    written.unreferenced(txn, now)
+                    if size < inode.size:
+                        ns.truncate_extents(txn, f.ino, size, now)
+                    inode.size = size
+                    inode.mtime_ns = inode.ctime_ns = mtime
+                    # The old ETag and S3 checksums describe bytes that changed.
+                    inode.etag = etag
+                    inode.extra = {}
+                    ns.put_inode(txn, inode)
+
+                await self._write(op)
+            except BaseException:
+                # Keep the unflushed bytes, with writes made meanwhile on top.
+                kept = WriteBuffer()
+                for buf in (f.flushing, f.dirty):
+                    for start, d in buf.ranges():
+                        kept.write(start, d)
+                f.dirty, f.flushing = kept, WriteBuffer()
+                raise
+            f.flushing = WriteBuffer()
+            if f.mtime_ns == mtime:
+                f.mtime_ns = 0
+
+    # -- identities --------------------------------------------------------------------------------
+
+    async def put_identity(self, access_key: str, secret_key: str, *, uid: int, gid: int,
+                           groups: tuple[int, ...] = (), name: str = "") -> None:
+        record = {"secret": secret_key, "uid": uid, "gid": gid, "groups": list(groups), "name": name}
+        await self._write(lambda txn: ns.put_identity(txn, access_key, record))
+
+    def identity(self, access_key: str) -> tuple[str, Caller] | None:
+        """(secret key, caller) for an access key, or None."""
+        rec = self._read(lambda txn: ns.get_identity(txn, access_key))
+        if rec is None:
+            return None
+        groups = frozenset(int(g) for g in rec.get("groups", []))  # type: ignore[union-attr]
+        return str(rec["secret"]), Caller(int(rec["uid"]), int(rec["gid"]), groups)  # type: ignore[arg-type]
+
+    # -- whole file system -------------------------------------------------------------------------
+
+    async def statfs(self) -> dict[str, int]:
+        st = os.statvfs(self.meta.path)
+        def op(txn: Txn) -> int:
+            return txn.count("inode")
+        files = self._read(op)
+        return {"bsize": st.f_frsize, "blocks": st.f_blocks, "bfree": st.f_bfree,
+                "bavail": st.f_bavail, "files": files + st.f_ffree, "ffree": st.f_ffree,
+                "namemax": 255}
+
+    def is_open(self, ino: int) -> bool:
+        return ino in self._open

@@ -1,0 +1,98 @@
+"""The collector: frees what committed metadata no longer needs.
+
+Three kinds of garbage, all left behind on purpose so that nothing is ever
+deleted while something may still read it:
+
+* orphan inodes: unlinked while open; freed once closed here (and past the grace);
+* trash: chunks whose last extent went away; bytes deleted after the grace period,
+  so a reader holding an older extent list finishes;
+* unreferenced chunks: bytes made durable by a write whose metadata never
+  committed (a crash, a refused checksum). Found by listing the chunk store; the
+  grace period keeps chunks of writes still in flight (in any process) safe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from chunkstore import ChunkError
+from metadata import Txn
+from metadata import namespace as ns
+
+if TYPE_CHECKING:
+    from .fs import Filesystem
+
+BATCH = 512
+
+
+@dataclass(slots=True)
+class GcReport:
+    orphan_inodes: int = 0
+    trash_chunks: int = 0
+    unreferenced_chunks: int = 0
+    errors: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
+    report = GcReport()
+    now = time.time_ns()
+    cutoff = now - int(grace_seconds * 1e9)
+
+    # 1. Orphan inodes nobody here has open any more.
+    stale = fs._read(lambda txn: [ino for ino, t in ns.orphans(txn) if t <= cutoff])
+    stale = [ino for ino in stale if not fs.is_open(ino)]
+    for i in range(0, len(stale), BATCH):
+        part = stale[i:i + BATCH]
+
+        def free(txn: Txn, part: list[int] = part) -> int:
+            n = 0
+            for ino in part:
+                inode = ns.get_inode(txn, ino)
+                if inode is not None and inode.nlink == 0:
+                    ns.free_inode(txn, ino, now)
+                    n += 1
+                else:
+                    txn.delete("orphan", ns.U64.pack(ino))
+            return n
+        report.orphan_inodes += await fs._write(free)
+
+    # 2. Trashed chunks past their grace.
+    due = fs._read(lambda txn: [cid for cid, t in ns.trash(txn) if t <= cutoff])
+    for i in range(0, len(due), BATCH):
+        part = due[i:i + BATCH]
+        done = []
+        for cid in part:
+            try:
+                await fs.chunks.delete(cid)
+                done.append(cid)
+            except ChunkError:
+                report.errors += 1
+
+        def forget(txn: Txn, done: list[int] = done) -> None:
+            for cid in done:
+                ns.forget_trash(txn, cid)
+        await fs._write(forget)
+        report.trash_chunks += len(done)
+
+    # 3. Chunks no metadata knows, older than the grace (crash leftovers).
+    cutoff_s = time.time() - grace_seconds
+    candidates: list[int] = []
+    async for cid, mtime in fs.chunks.ids():
+        if mtime <= cutoff_s:
+            candidates.append(cid)
+    for i in range(0, len(candidates), BATCH):
+        part = candidates[i:i + BATCH]
+        unknown = fs._read(lambda txn, part=part: [c for c in part if not ns.chunk_known(txn, c)])
+        for cid in unknown:
+            try:
+                await fs.chunks.delete(cid)
+                report.unreferenced_chunks += 1
+            except ChunkError:
+                report.errors += 1
+    fs.meta.env.reader_check()
+    return report

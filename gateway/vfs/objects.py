@@ -1,0 +1,461 @@
+"""Object (S3) operations on the same namespace the mounts see.
+
+* A bucket is a top-level directory; key ``a/b/c`` is the file ``/bucket/a/b/c``.
+* A put is atomic: the body is made durable in chunks first, then one metadata
+  transaction makes missing parent directories (flagged implicit), and swaps the
+  new inode in under the name. A reader sees the old object or the new one, never
+  a mix; the old inode is unlinked (and stays readable through handles already
+  open on a mount until they close).
+* Directories that puts created implicitly vanish when a delete through S3
+  empties them; directories made explicitly (mkdir, a PUT of ``dir/``) stay.
+* A copy shares the source's chunks (reference counts) and copies no bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from metadata import FLAG_IMPLICIT, FLAG_MARKER, Inode, ROOT_INO, Txn
+from metadata import namespace as ns
+
+from . import data
+from .errors import (
+    AccessDenied, Exists, FsError, InvalidKey, NotEmpty, NotFound, NotPermitted,
+)
+from .keys import check_bucket_name, split_key
+from .listing import ListPage, list_page
+from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_sticky
+
+if TYPE_CHECKING:
+    from .fs import Filesystem
+
+OBJECT_MODE = stat.S_IFREG | 0o644
+DIR_MODE = stat.S_IFDIR | 0o755
+
+Precondition = Callable[[Inode | None], None]
+
+
+class KeyConflict(FsError):
+    """The key needs a directory where a file is, or a file where a directory is."""
+
+    errno = 17  # EEXIST
+
+
+class NoSuchBucket(NotFound):
+    pass
+
+
+@dataclass(slots=True)
+class ObjectRead:
+    """An object opened for reading: its attributes and a consistent snapshot of its bytes."""
+
+    inode: Inode
+    start: int
+    end: int
+    body: AsyncIterator[bytes]
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover  (makes this an async generator)
+
+
+def _name(b: bytes) -> str:
+    return b.decode("utf-8", "surrogateescape")
+
+
+class ObjectOps:
+    """Mixed into Filesystem; uses its transaction helpers."""
+
+    # -- buckets ---------------------------------------------------------------------
+
+    def _bucket(self: Filesystem, txn: Txn, bucket: str) -> Inode:
+        found = ns.lookup(txn, ROOT_INO, bucket.encode())
+        if found is None or not found[1].endswith(b"/"):
+            raise NoSuchBucket(f"no bucket {bucket!r}")
+        return self._inode(txn, found[0])
+
+    async def create_bucket(self: Filesystem, caller: Caller, bucket: str, mode: int = 0o755) -> Inode:
+        """Any identity may create a bucket: the bucket namespace belongs to S3, not
+        to the root directory's mode bits. The caller owns it."""
+        check_bucket_name(bucket)
+        now = time.time_ns()
+
+        def op(txn: Txn) -> Inode:
+            root = self._inode(txn, ROOT_INO)
+            found = ns.lookup(txn, ROOT_INO, bucket.encode())
+            if found is not None:
+                existing = self._inode(txn, found[0])
+                raise Exists(f"bucket {bucket!r} exists"
+                             + (" (yours)" if existing.uid == caller.uid else ""))
+            ino = ns.alloc_ino(txn)
+            node = Inode(ino, stat.S_IFDIR | (mode & 0o7777), caller.uid, caller.gid, nlink=2,
+                         atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now, parent=ROOT_INO)
+            ns.add_entry(txn, root, bucket.encode(), ino, True)
+            root.nlink += 1
+            root.mtime_ns = root.ctime_ns = now
+            ns.put_inode(txn, root)
+            ns.put_inode(txn, node)
+            return node
+
+        return await self._write(op)
+
+    async def delete_bucket(self: Filesystem, caller: Caller, bucket: str) -> None:
+        now = time.time_ns()
+
+        def op(txn: Txn) -> None:
+            b = self._bucket(txn, bucket)
+            if not caller.is_root and caller.uid != b.uid:
+                raise AccessDenied(f"bucket {bucket!r} belongs to another user")
+            if not ns.is_empty_dir(txn, b.ino):
+                raise NotEmpty(f"bucket {bucket!r} is not empty")
+            root = self._inode(txn, ROOT_INO)
+            found = ns.lookup(txn, ROOT_INO, bucket.encode())
+            assert found is not None
+            ns.remove_entry(txn, ROOT_INO, found[1], found[2])
+            root.nlink -= 1
+            root.mtime_ns = root.ctime_ns = now
+            ns.put_inode(txn, root)
+            txn.delete("bucket", bucket.encode())
+            self._drop_link(txn, b, now)
+
+        await self._write(op)
+
+    async def head_bucket(self: Filesystem, caller: Caller, bucket: str) -> Inode:
+        def op(txn: Txn) -> Inode:
+            b = self._bucket(txn, bucket)
+            check(caller, b, X)
+            return b
+        return self._read(op)
+
+    async def list_buckets(self: Filesystem, caller: Caller) -> list[tuple[str, Inode]]:
+        """Top-level directories with valid bucket names that the caller can enter."""
+        def op(txn: Txn) -> list[tuple[str, Inode]]:
+            out = []
+            for sname, child in ns.entries(txn, ROOT_INO):
+                if not sname.endswith(b"/"):
+                    continue
+                name = _name(sname[:-1])
+                try:
+                    check_bucket_name(name)
+                except FsError:
+                    continue
+                inode = ns.get_inode(txn, child)
+                if inode is not None and allowed(caller, inode, X):
+                    out.append((name, inode))
+            return out
+        return self._read(op)
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def _walk(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+              segs: list[bytes]) -> list[tuple[Inode, bytes, bytes, int]]:
+        """The directories down to segs' parent: [(dir, name, sortname, seq)], bucket first."""
+        b = self._bucket(txn, bucket)
+        chain: list[tuple[Inode, bytes, bytes, int]] = [(b, bucket.encode(), b"", 0)]
+        cur = b
+        for seg in segs:
+            check(caller, cur, X)
+            found = ns.lookup(txn, cur.ino, seg)
+            if found is None:
+                raise NotFound("no such key")
+            child, sname, seq = found
+            if not sname.endswith(b"/"):
+                raise NotFound("no such key")  # a file where the key needs a directory
+            cur = self._inode(txn, child)
+            chain.append((cur, seg, sname, seq))
+        check(caller, cur, X)
+        return chain
+
+    def _make_parents(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+                      segs: list[bytes], now: int) -> Inode:
+        cur = self._bucket(txn, bucket)
+        for i, seg in enumerate(segs):
+            check(caller, cur, X)
+            found = ns.lookup(txn, cur.ino, seg)
+            if found is not None:
+                if not found[1].endswith(b"/"):
+                    raise KeyConflict("an object exists at prefix "
+                                      f"{_name(b'/'.join(segs[:i + 1]))!r}; it cannot also be a folder")
+                cur = self._inode(txn, found[0])
+                continue
+            check_modify_dir(caller, cur)
+            ino = ns.alloc_ino(txn)
+            gid = cur.gid if cur.mode & stat.S_ISGID else caller.gid
+            node = Inode(ino, DIR_MODE | (cur.mode & stat.S_ISGID), caller.uid, gid, nlink=2,
+                         atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
+                         parent=cur.ino, flags=FLAG_IMPLICIT)
+            ns.add_entry(txn, cur, seg, ino, True)
+            cur.nlink += 1
+            cur.mtime_ns = cur.ctime_ns = now
+            ns.put_inode(txn, cur)
+            ns.put_inode(txn, node)
+            cur = node
+        check_modify_dir(caller, cur)
+        return cur
+
+    def _prune(self: Filesystem, txn: Txn, chain: list[tuple[Inode, bytes, bytes, int]], now: int) -> None:
+        """Remove implicit directories that are now empty, deepest first (never the bucket)."""
+        for depth in range(len(chain) - 1, 0, -1):
+            d, _, sname, seq = chain[depth]
+            d = self._inode(txn, d.ino)
+            if not d.flags & FLAG_IMPLICIT or d.flags & FLAG_MARKER or not ns.is_empty_dir(txn, d.ino):
+                return
+            parent = self._inode(txn, chain[depth - 1][0].ino)
+            ns.remove_entry(txn, parent.ino, sname, seq)
+            parent.nlink -= 1
+            parent.mtime_ns = parent.ctime_ns = now
+            ns.put_inode(txn, parent)
+            self._drop_link(txn, d, now)
+
+    # -- objects ----------------------------------------------------------------------------
+
+    async def put_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+                         body: AsyncIterator[bytes], *, content_type: str = "",
+                         extra: dict[str, Any] | None = None,
+                         xattrs: dict[bytes, bytes] | None = None,
+                         precondition: Precondition | None = None,
+                         on_piece: Callable[[bytes], None] | None = None) -> Inode:
+        """Store body under key atomically; returns the new inode (etag = MD5 hex).
+
+        precondition(existing) runs inside the commit and may raise to refuse it
+        (If-Match / If-None-Match); on_piece sees every stored piece in order (for
+        checksums a door verifies before anything is committed: raise to refuse).
+        """
+        segs, is_dir = split_key(key)
+        # Fail before reading the body when the bucket is missing or the path is taken.
+        self._read(lambda txn: self._precheck(txn, caller, bucket, segs))
+        if is_dir:
+            async for piece in body:
+                if piece:
+                    raise InvalidKey("a key ending in '/' names a folder and must have an empty body")
+            return await self._put_folder(caller, bucket, segs, xattrs or {})
+        written, size, md5 = await data.store_stream(self.chunks, self.ids, self.chunk_size,
+                                                     body, on_piece)
+        now = time.time_ns()
+
+        def op(txn: Txn) -> Inode:
+            parent = self._make_parents(txn, caller, bucket, segs[:-1], now)
+            name = segs[-1]
+            found = ns.lookup(txn, parent.ino, name)
+            old = self._inode(txn, found[0]) if found else None
+            if old is not None and old.is_dir:
+                raise KeyConflict(f"a folder exists at key {_name(b'/'.join(segs))!r}")
+            if precondition is not None:
+                precondition(old)
+            if old is not None:
+                check_sticky(caller, parent, old)
+            ino = ns.alloc_ino(txn)
+            node = Inode(ino, OBJECT_MODE, caller.uid, self._new_gid(caller, parent), size=size,
+                         atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
+                         parent=parent.ino, etag=md5, content_type=content_type,
+                         extra=dict(extra or {}))
+            written.register(txn)
+            for e in written.extents:
+                ns.put_extent(txn, ino, e, now)
+            for k, v in (xattrs or {}).items():
+                ns.set_xattr(txn, ino, k, v)
+            if found is not None:
+                ns.remove_entry(txn, parent.ino, found[1], found[2])
+            ns.add_entry(txn, parent, name, ino, False)
+            parent.mtime_ns = parent.ctime_ns = now
+            ns.put_inode(txn, parent)
+            ns.put_inode(txn, node)
+            if old is not None:
+                self._drop_link(txn, old, now)
+            return node
+
+        try:
+            return await self._write(op)
+        except BaseException:
+            await self._discard(written)
+            raise
+
+    async def _discard(self: Filesystem, written: data.Written) -> None:
+        """Chunks of a put that did not commit: nothing points at them."""
+        for c in written.chunks:
+            try:
+                await self.chunks.delete(c.chunk_id)
+            except Exception:  # the collector finds it later
+                pass
+
+    def _precheck(self: Filesystem, txn: Txn, caller: Caller, bucket: str, segs: list[bytes]) -> None:
+        cur = self._bucket(txn, bucket)
+        for i, seg in enumerate(segs[:-1]):
+            check(caller, cur, X)
+            found = ns.lookup(txn, cur.ino, seg)
+            if found is None:
+                check_modify_dir(caller, cur)
+                return
+            if not found[1].endswith(b"/"):
+                raise KeyConflict("an object exists at prefix "
+                                  f"{_name(b'/'.join(segs[:i + 1]))!r}; it cannot also be a folder")
+            cur = self._inode(txn, found[0])
+        check_modify_dir(caller, cur)
+
+    async def _put_folder(self: Filesystem, caller: Caller, bucket: str, segs: list[bytes],
+                          xattrs: dict[bytes, bytes]) -> Inode:
+        now = time.time_ns()
+
+        def op(txn: Txn) -> Inode:
+            parent = self._make_parents(txn, caller, bucket, segs, now)
+            parent.flags = (parent.flags & ~FLAG_IMPLICIT) | FLAG_MARKER
+            parent.mtime_ns = parent.ctime_ns = now
+            for k, v in xattrs.items():
+                ns.set_xattr(txn, parent.ino, k, v)
+            ns.put_inode(txn, parent)
+            return parent
+
+        return await self._write(op)
+
+    def _object(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+                key: str | bytes) -> tuple[Inode, list[tuple[Inode, bytes, bytes, int]], bytes, int]:
+        segs, is_dir = split_key(key)
+        chain = self._walk(txn, caller, bucket, segs[:-1])
+        found = ns.lookup(txn, chain[-1][0].ino, segs[-1])
+        if found is None or found[1].endswith(b"/") != is_dir:
+            raise NotFound("no such key")
+        inode = self._inode(txn, found[0])
+        if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
+            raise NotFound("no such key")  # a folder that is only a prefix, not a key
+        return inode, chain, found[1], found[2]
+
+    async def stat_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes) -> Inode:
+        def op(txn: Txn) -> Inode:
+            inode = self._object(txn, caller, bucket, key)[0]
+            check(caller, inode, R)
+            return inode
+        return self._with_open_state(self._read(op))
+
+    async def object_xattrs(self: Filesystem, caller: Caller, bucket: str,
+                            key: str | bytes) -> dict[bytes, bytes]:
+        def op(txn: Txn) -> dict[bytes, bytes]:
+            inode = self._object(txn, caller, bucket, key)[0]
+            check(caller, inode, R)
+            return dict(ns.list_xattrs(txn, inode.ino))
+        return self._read(op)
+
+    async def get_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+                         start: int = 0, end: int | None = None) -> ObjectRead:
+        """Open [start, end) of an object: attributes and bytes from one snapshot."""
+        def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None]:
+            inode = self._object(txn, caller, bucket, key)[0]
+            check(caller, inode, R)
+            if inode.is_dir:
+                return inode, None
+            stop = inode.size if end is None else min(end, inode.size)
+            return inode, data.plan(txn, inode.ino, inode.size, start, stop)
+
+        inode, p = self._read(op)
+        if p is None:
+            return ObjectRead(inode, 0, 0, _empty())
+        stop = inode.size if end is None else min(end, inode.size)
+        if start >= stop:
+            return ObjectRead(inode, start, start, _empty())
+        return ObjectRead(inode, start, stop, data.stream(self.chunks, p, start, stop))
+
+    async def read_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+                          start: int = 0, end: int | None = None) -> bytes:
+        """The whole (or ranged) object in memory: for tests and small objects."""
+        r = await self.get_object(caller, bucket, key, start, end)
+        return b"".join([piece async for piece in r.body])
+
+    async def delete_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes) -> None:
+        """Remove key; NotFound when there is no such key (S3 doors answer 204 anyway)."""
+        now = time.time_ns()
+
+        def op(txn: Txn) -> None:
+            inode, chain, sname, seq = self._object(txn, caller, bucket, key)
+            parent = self._inode(txn, chain[-1][0].ino)
+            check_modify_dir(caller, parent)
+            check_sticky(caller, parent, inode)
+            if inode.is_dir and not ns.is_empty_dir(txn, inode.ino):
+                # Deleting "dir/" of a folder with objects: the key goes, the prefix stays
+                # until its objects are gone (as on S3).
+                inode.flags = (inode.flags & ~FLAG_MARKER) | FLAG_IMPLICIT
+                inode.ctime_ns = now
+                ns.put_inode(txn, inode)
+                return
+            ns.remove_entry(txn, parent.ino, sname, seq)
+            if inode.is_dir:
+                parent.nlink -= 1
+            parent.mtime_ns = parent.ctime_ns = now
+            ns.put_inode(txn, parent)
+            self._drop_link(txn, inode, now)
+            self._prune(txn, chain, now)
+
+        await self._write(op)
+
+    async def copy_object(self: Filesystem, caller: Caller, src_bucket: str, src_key: str | bytes,
+                          dst_bucket: str, dst_key: str | bytes, *,
+                          content_type: str | None = None, extra: dict[str, Any] | None = None,
+                          xattrs: dict[bytes, bytes] | None = None,
+                          precondition: Precondition | None = None) -> Inode:
+        """Server-side copy sharing the source's chunks. None for content_type/extra/
+        xattrs keeps the source's (S3's metadata directive COPY)."""
+        dsegs, dst_is_dir = split_key(dst_key)
+        if dst_is_dir:
+            raise InvalidKey("cannot copy onto a folder key")
+        now = time.time_ns()
+
+        def op(txn: Txn) -> Inode:
+            src = self._object(txn, caller, src_bucket, src_key)[0]
+            check(caller, src, R)
+            if src.is_dir:
+                raise InvalidKey("cannot copy a folder key")
+            if precondition is not None:
+                precondition(src)
+            src_exts = ns.extents(txn, src.ino)
+            src_xattrs = dict(ns.list_xattrs(txn, src.ino))
+            parent = self._make_parents(txn, caller, dst_bucket, dsegs[:-1], now)
+            name = dsegs[-1]
+            found = ns.lookup(txn, parent.ino, name)
+            old = self._inode(txn, found[0]) if found else None
+            if old is not None and old.is_dir:
+                raise KeyConflict("a folder exists at the destination key")
+            if old is not None and old.ino == src.ino and content_type is None and extra is None \
+                    and xattrs is None:
+                raise NotPermitted("copying an object onto itself without changing it")
+            ino = ns.alloc_ino(txn)
+            node = Inode(ino, OBJECT_MODE, caller.uid, self._new_gid(caller, parent),
+                         size=src.size, atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
+                         parent=parent.ino, etag=src.etag,
+                         content_type=src.content_type if content_type is None else content_type,
+                         extra=dict(src.extra if extra is None else extra))
+            for e in src_exts:
+                ns.put_extent(txn, ino, e, now)
+            for k, v in (src_xattrs if xattrs is None else xattrs).items():
+                ns.set_xattr(txn, ino, k, v)
+            if found is not None:
+                ns.remove_entry(txn, parent.ino, found[1], found[2])
+            ns.add_entry(txn, parent, name, ino, False)
+            parent.mtime_ns = parent.ctime_ns = now
+            ns.put_inode(txn, parent)
+            ns.put_inode(txn, node)
+            if old is not None:
+                self._drop_link(txn, old, now)
+            return node
+
+        return await self._write(op)
+
+    async def list_objects(self: Filesystem, caller: Caller, bucket: str, *,
+                           prefix: str | bytes = b"", delimiter: str | bytes | None = None,
+                           after: str | bytes | None = None, max_keys: int = 1000) -> ListPage:
+        """One page of keys > after under prefix, in byte order (one read txn per page)."""
+        p = prefix.encode() if isinstance(prefix, str) else prefix
+        d = delimiter.encode() if isinstance(delimiter, str) else delimiter
+        a = after.encode() if isinstance(after, str) else after
+
+        def op(txn: Txn) -> ListPage:
+            b = self._bucket(txn, bucket)
+            check(caller, b, R | X)
+            return list_page(txn, b.ino, prefix=p, delimiter=d, after=a or None,
+                             max_keys=max_keys, can_list=lambda i: allowed(caller, i, R | X))
+
+        # A page is up to 1000 inode reads: off the event loop.
+        return await asyncio.to_thread(self._read, op)
