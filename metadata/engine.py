@@ -169,7 +169,12 @@ class LmdbEngine:
             lock=True,
         )
         self.env.reader_check()
-        self._dbs = {name: self.env.open_db(name.encode()) for name in self._db_names}
+        while True:
+            try:
+                self._dbs = {name: self.env.open_db(name.encode()) for name in self._db_names}
+                break
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map meanwhile
         self._last_reader_check = time.monotonic()
 
     def _reopen(self) -> None:

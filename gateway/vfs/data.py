@@ -53,6 +53,13 @@ class Written:
     extents: list[Extent]
     chunks: list[ChunkInfo]
 
+    def extend(self, other: Written) -> None:
+        self.extents.extend(other.extents)
+        self.chunks.extend(other.chunks)
+
+    def __bool__(self) -> bool:
+        return bool(self.extents)
+
     def register(self, txn: object) -> None:
         for c in self.chunks:
             ns.register_chunk(txn, c.chunk_id, c.size, c.sums)  # type: ignore[arg-type]
@@ -216,3 +223,17 @@ async def read_into(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> by
     for (o, _), d in zip(pieces, datas):
         buf[o - start:o - start + len(d)] = d
     return buf
+
+
+async def overlay(chunks: ChunkStore, w: Written, buf: bytearray, start: int) -> None:
+    """Copy the bytes of not-yet-committed extents (in write order) over buf."""
+    end = start + len(buf)
+    hits = [e.slice(max(e.offset, start), min(e.end, end)) for e in w.extents
+            if e.offset < end and e.end > start]
+    if not hits:
+        return
+    infos = {c.chunk_id: c for c in w.chunks}
+    p = ReadPlan(0, [], infos)
+    datas = await asyncio.gather(*(_fetch(chunks, p, e) for e in hits))
+    for e, d in zip(hits, datas):
+        buf[e.offset - start:e.offset - start + len(d)] = d

@@ -1,7 +1,8 @@
 """Open files of this process: the per-inode write buffer of the mount doors.
 
-Writes land here first and reach chunks and metadata on flush (at a size
-threshold, fsync, FUSE flush/release, NFS COMMIT). Every handle of the same inode
+Writes land here first. At a size threshold they spill into durable chunks; the
+metadata that points at those chunks commits only on flush (fsync, FUSE
+flush/release, NFS COMMIT), so other doors never see a half-written file. Every handle of the same inode
 shares one OpenFile, so a read through any handle sees bytes written through
 another before they are flushed.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+
+from .data import Written
 
 
 class WriteBuffer:
@@ -91,7 +94,8 @@ class OpenFile:
         self.ino = ino
         self.handles = 0
         self.dirty = WriteBuffer()
-        self.flushing = WriteBuffer()  # detached for a flush in progress; still readable
+        self.flushing = WriteBuffer()  # detached for a spill in progress; still readable
+        self.spilled = Written([], [])  # durable chunks not yet committed to metadata
         self.size = size               # logical size including unflushed writes
         self.mtime_ns = 0              # last write time not yet committed (0: none)
         self.lock = asyncio.Lock()     # one flush at a time

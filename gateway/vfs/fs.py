@@ -109,7 +109,7 @@ class Filesystem(ObjectOps):
         """Flush every open file, then close the stores."""
         for f in list(self._open.values()):
             try:
-                await self._flush(f)
+                await self._commit(f)
             except FsError:
                 log.exception("flushing inode %d at shutdown", f.ino)
         await self.chunks.close()
@@ -176,7 +176,7 @@ class Filesystem(ObjectOps):
 
     def _with_open_state(self, inode: Inode) -> Inode:
         f = self._open.get(inode.ino)
-        if f is not None and (f.dirty or f.flushing or f.mtime_ns):
+        if f is not None and (f.dirty or f.flushing or f.spilled or f.mtime_ns):
             inode = replace(inode, size=f.size)
             if f.mtime_ns:
                 inode.mtime_ns = inode.ctime_ns = f.mtime_ns
@@ -210,7 +210,7 @@ class Filesystem(ObjectOps):
                 raise Invalid("negative size")
             f = self._open.get(ino)
             if f is not None:
-                await self._flush(f)
+                await self._commit(f)
         now = now_ns()
 
         def op(txn: Txn) -> Inode:
@@ -605,8 +605,9 @@ class Filesystem(ObjectOps):
             inode = self._inode(txn, f.ino)
             return data.plan(txn, f.ino, inode.size, offset, min(end, inode.size))
 
-        p = self._read(op)
-        buf = await data.read_into(self.chunks, p, offset, end)
+        # Newest last: committed extents, spilled-but-uncommitted extents, buffers.
+        buf = await data.read_into(self.chunks, self._read(op), offset, end)
+        await data.overlay(self.chunks, f.spilled, buf, offset)
         f.flushing.overlay(buf, offset)
         f.dirty.overlay(buf, offset)
         return bytes(buf)
@@ -625,15 +626,15 @@ class Filesystem(ObjectOps):
         f.size = max(f.size, offset + len(payload))
         f.mtime_ns = now_ns()
         if f.dirty.nbytes >= self.chunk_size:
-            await self._flush(f)
+            await self._spill(f)
         return len(payload)
 
     async def flush(self, fh: int) -> None:
-        await self._flush(self.handle(fh).file)
+        await self._commit(self.handle(fh).file)
 
     async def fsync(self, fh: int) -> None:
         # Every commit is already durable (sync LMDB, fsync'd chunks): flush is fsync.
-        await self._flush(self.handle(fh).file)
+        await self._commit(self.handle(fh).file)
 
     async def release(self, fh: int) -> None:
         h = self._handles.pop(fh, None)
@@ -641,7 +642,7 @@ class Filesystem(ObjectOps):
             return
         f = h.file
         try:
-            await self._flush(f)
+            await self._commit(f)
         finally:
             f.handles -= 1
             if f.handles == 0 and self._open.get(f.ino) is f:
@@ -657,44 +658,63 @@ class Filesystem(ObjectOps):
                 ns.free_inode(txn, ino, now)
         await self._write(op)
 
-    async def _flush(self, f: OpenFile) -> None:
+    async def _spill_locked(self, f: OpenFile) -> None:
+        """Dirty bytes to durable chunks; their extents wait in f.spilled for the commit."""
+        if not f.dirty:
+            return
+        f.flushing, f.dirty = f.dirty, f.flushing
+        try:
+            written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
+                                              f.flushing.ranges())
+        except BaseException:
+            # Keep the unwritten bytes, with writes made meanwhile on top.
+            kept = WriteBuffer()
+            for buf in (f.flushing, f.dirty):
+                for start, d in buf.ranges():
+                    kept.write(start, d)
+            f.dirty, f.flushing = kept, WriteBuffer()
+            raise
+        f.spilled.extend(written)
+        f.flushing = WriteBuffer()
+
+    async def _spill(self, f: OpenFile) -> None:
         async with f.lock:
-            if not f.dirty and not f.mtime_ns:
+            await self._spill_locked(f)
+
+    async def _commit(self, f: OpenFile) -> None:
+        """Make everything written so far durable and visible to every door at once.
+
+        Until this commit the file's metadata still describes its previous
+        content: a crash in the middle of a large write leaves the old version
+        whole, and the spilled chunks are unreferenced garbage for the collector.
+        """
+        async with f.lock:
+            if not f.dirty and not f.spilled and not f.mtime_ns:
                 return
-            f.flushing, f.dirty = f.dirty, f.flushing
+            await self._spill_locked(f)
+            spilled = f.spilled
             size, mtime, etag = f.size, f.mtime_ns or now_ns(), f.etag()
-            try:
-                written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
-                                                  f.flushing.ranges())
-                now = now_ns()
+            now = now_ns()
 
-                def op(txn: Txn) -> None:
-                    inode = ns.get_inode(txn, f.ino)
-                    if inode is None:
-                        raise NotFound(f"inode {f.ino} was removed")
-                    written.register(txn)
-                    for e in written.extents:
-                        ns.put_extent(txn, f.ino, e, now)
-                    written.unreferenced(txn, now)
-                    if size < inode.size:
-                        ns.truncate_extents(txn, f.ino, size, now)
-                    inode.size = size
-                    inode.mtime_ns = inode.ctime_ns = mtime
-                    # The old ETag and S3 checksums describe bytes that changed.
-                    inode.etag = etag
-                    inode.extra = {}
-                    ns.put_inode(txn, inode)
+            def op(txn: Txn) -> None:
+                inode = ns.get_inode(txn, f.ino)
+                if inode is None:
+                    raise NotFound(f"inode {f.ino} was removed")
+                spilled.register(txn)
+                for e in spilled.extents:  # in write order: later writes win
+                    ns.put_extent(txn, f.ino, e, now)
+                spilled.unreferenced(txn, now)
+                if size < inode.size:
+                    ns.truncate_extents(txn, f.ino, size, now)
+                inode.size = size
+                inode.mtime_ns = inode.ctime_ns = mtime
+                # The old ETag and S3 checksums describe bytes that changed.
+                inode.etag = etag
+                inode.extra = {}
+                ns.put_inode(txn, inode)
 
-                await self._write(op)
-            except BaseException:
-                # Keep the unflushed bytes, with writes made meanwhile on top.
-                kept = WriteBuffer()
-                for buf in (f.flushing, f.dirty):
-                    for start, d in buf.ranges():
-                        kept.write(start, d)
-                f.dirty, f.flushing = kept, WriteBuffer()
-                raise
-            f.flushing = WriteBuffer()
+            await self._write(op)
+            f.spilled = data.Written([], [])
             if f.mtime_ns == mtime:
                 f.mtime_ns = 0
 

@@ -1,0 +1,106 @@
+"""Shared fixtures. `gateway` starts a real `samebytes serve` subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Set by .ci/run: in CI nothing the machine can run may be skipped.
+IN_CI = os.environ.get("CI") == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    """A running `samebytes serve` on free loopback ports with its own data folder."""
+
+    data: Path
+    s3_port: int
+    proc: subprocess.Popen[str]
+    announce: dict[str, str]
+    log_path: Path
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def access_key(self) -> str:
+        return self.announce["access_key"]
+
+    @property
+    def secret_key(self) -> str:
+        return self.announce["secret_key"]
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.endpoint + path, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("gateway did not stop on " + signal.Signals(sig).name)
+        return self.proc.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
+                  timeout: float = 30) -> Gateway:
+    port = free_port()
+    log_path = data.parent / f"{data.name}-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data),
+         "--s3", f"127.0.0.1:{port}", *args],
+        stdout=subprocess.PIPE, stderr=log, text=True,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the announce line, printed once listening
+    if not line:
+        proc.wait(5)
+        raise AssertionError(f"gateway exited ({proc.returncode}): {log_path.read_text()}")
+    gw = Gateway(data, port, proc, json.loads(line), log_path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = gw.get("/_samebytes/health/ready")
+        if status == 200:
+            return gw
+        time.sleep(0.05)
+    gw.stop(signal.SIGKILL)
+    raise AssertionError("gateway never became ready: " + gw.log())
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    gw = start_gateway(tmp_path / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
