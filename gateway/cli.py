@@ -35,12 +35,14 @@ def _gc(args: argparse.Namespace) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"])
     p = argparse.ArgumentParser(prog="samebytes", description=__doc__)
-    p.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", help="serve the namespace (S3 door, health endpoints)")
+    s = sub.add_parser("serve", parents=[common],
+                       help="serve the namespace (S3 door, health endpoints)")
     s.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     s.add_argument("--s3", default=env("S3", DEFAULT_S3), help="S3 listen address HOST:PORT")
     s.add_argument("--chunk-size", default=env("CHUNK_SIZE", "4MiB"), help="chunk size, e.g. 4MiB")
@@ -50,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between collector runs")
     s.set_defaults(func=_serve)
 
-    g = sub.add_parser("gc", help="collect unreferenced chunks and report what was freed")
+    g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     g.add_argument("--grace", type=float, default=float(env("GRACE", "3600")),
                    help="only collect chunks older than this many seconds")

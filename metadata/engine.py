@@ -193,12 +193,13 @@ class LmdbEngine:
     @contextmanager
     def read(self) -> Iterator[Txn]:
         """A short read snapshot. Never hold it across an await."""
-        try:
-            txn = self.env.begin(write=False)
-        except lmdb.MapResizedError:
-            # Another process grew the map: adopt its size.
-            self.env.set_mapsize(0)
-            txn = self.env.begin(write=False)
+        with self._env_lock:  # not while a failed commit reopens the environment
+            try:
+                txn = self.env.begin(write=False)
+            except lmdb.MapResizedError:
+                # Another process grew the map: adopt its size.
+                self.env.set_mapsize(0)
+                txn = self.env.begin(write=False)
         try:
             yield Txn(txn, self._dbs)
         finally:
@@ -268,12 +269,14 @@ class LmdbEngine:
             except Exception as exc:  # commit failed: EIO, full disk, ...
                 log.error("metadata commit failed, reopening the environment: %s", exc)
                 err = EngineIOError(f"metadata commit failed: {exc}")
-                for op in batch:
-                    op.done(None, err)
+                # Reopen before anyone hears of the failure, so a caller that retries
+                # at once meets a fresh environment, never the closed one.
                 try:
                     self._reopen()
                 except Exception:
                     log.exception("reopening LMDB failed")
+                for op in batch:
+                    op.done(None, err)
                 return
             self.commits += 1
             for op, (result, exc) in zip(batch, results):

@@ -22,7 +22,8 @@ from .engine import Txn
 from .schema import (
     FIRST_INO, I64, ROOT_INO, U64, Extent, Inode, decode_chunk, decode_dirent,
     decode_extent, decode_inode, decode_json, dirent_key, dirseq_key, encode_chunk, encode_dirent,
-    encode_extent, encode_inode, encode_json, extent_key, read_u64, sortname, xattr_key,
+    encode_extent, encode_inode, encode_json, extent_key, part_key, read_u64, sortname,
+    xattr_key,
 )
 
 
@@ -290,3 +291,59 @@ def get_identity(txn: Txn, access_key: str) -> dict[str, object] | None:
 
 def put_identity(txn: Txn, access_key: str, record: dict[str, object]) -> None:
     txn.put("identity", access_key.encode(), encode_json(record))
+
+
+# -- multipart uploads ---------------------------------------------------------------------------
+# An upload's parts own their chunks (refs counted like a file's extents), so completing
+# an upload moves extents to the new inode and copies no bytes, and aborting frees them.
+
+def put_upload(txn: Txn, upload_id: bytes, record: dict[str, object]) -> None:
+    txn.put("upload", upload_id, encode_json(record))
+
+
+def get_upload(txn: Txn, upload_id: bytes) -> dict[str, object] | None:
+    raw = txn.get("upload", upload_id)
+    return decode_json(raw) if raw is not None else None
+
+
+def uploads(txn: Txn, start: bytes = b"") -> Iterator[tuple[bytes, dict[str, object]]]:
+    for key, value in txn.range("upload", start):
+        yield key, decode_json(value)
+
+
+def put_part(txn: Txn, upload_id: bytes, number: int, exts: list[Extent],
+             record: dict[str, object], now_ns: int) -> None:
+    """Store (or replace) part `number`: its record and the extents of its bytes."""
+    drop_part(txn, upload_id, number, now_ns)
+    rec = dict(record)
+    rec["extents"] = [encode_extent(e).hex() for e in exts]
+    rec["offsets"] = [e.offset for e in exts]
+    for e in exts:
+        _adjust_refs(txn, e.chunk_id, 1, now_ns)
+    txn.put("part", part_key(upload_id, number), encode_json(rec))
+
+
+def parts(txn: Txn, upload_id: bytes, after: int = 0) -> Iterator[tuple[int, dict[str, object], list[Extent]]]:
+    for key, value in txn.prefix("part", upload_id, struct.pack(">I", after + 1)):
+        rec = decode_json(value)
+        exts = [decode_extent(o, bytes.fromhex(h)) for o, h in zip(rec.pop("offsets"), rec.pop("extents"))]
+        yield part_number(key), rec, exts
+
+
+def drop_part(txn: Txn, upload_id: bytes, number: int, now_ns: int) -> bool:
+    key = part_key(upload_id, number)
+    raw = txn.get("part", key)
+    if raw is None:
+        return False
+    rec = decode_json(raw)
+    for o, h in zip(rec["offsets"], rec["extents"]):
+        _adjust_refs(txn, decode_extent(o, bytes.fromhex(h)).chunk_id, -1, now_ns)
+    txn.delete("part", key)
+    return True
+
+
+def drop_upload(txn: Txn, upload_id: bytes, now_ns: int) -> None:
+    """Abort: free every part's chunks and forget the upload."""
+    for number, _, _ in list(parts(txn, upload_id)):
+        drop_part(txn, upload_id, number, now_ns)
+    txn.delete("upload", upload_id)
