@@ -161,6 +161,16 @@ class Filesystem(ObjectOps):
     def _new_gid(caller: Caller, parent: Inode) -> int:
         return parent.gid if parent.mode & stat.S_ISGID else caller.gid
 
+    @staticmethod
+    def _link_new(txn: Txn, parent: Inode, name: bytes, node: Inode, now: int) -> None:
+        """Store a new inode under a free name of parent (stores both inodes)."""
+        ns.add_entry(txn, parent, name, node.ino, node.is_dir)
+        if node.is_dir:
+            parent.nlink += 1
+        parent.mtime_ns = parent.ctime_ns = now
+        ns.put_inode(txn, parent)
+        ns.put_inode(txn, node)
+
     def _drop_link(self, txn: Txn, inode: Inode, now: int) -> None:
         """One name of inode is gone; free it when none is left and no one has it open."""
         inode.nlink = 0 if inode.is_dir else inode.nlink - 1
@@ -292,12 +302,7 @@ class Filesystem(ObjectOps):
                          size=len(target))
             if is_dir and p.mode & stat.S_ISGID:
                 node.mode |= stat.S_ISGID
-            ns.add_entry(txn, p, name, ino, is_dir)
-            if is_dir:
-                p.nlink += 1
-            p.mtime_ns = p.ctime_ns = now
-            ns.put_inode(txn, p)
-            ns.put_inode(txn, node)
+            self._link_new(txn, p, name, node, now)
             return node
 
         return await self._write(op)

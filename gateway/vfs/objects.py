@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from metadata import FLAG_IMPLICIT, FLAG_MARKER, Inode, ROOT_INO, Txn
+from metadata import FLAG_IMPLICIT, FLAG_MARKER, Extent, Inode, ROOT_INO, Txn
 from metadata import namespace as ns
 
 from . import data
@@ -96,11 +96,7 @@ class ObjectOps:
             ino = ns.alloc_ino(txn)
             node = Inode(ino, stat.S_IFDIR | (mode & 0o7777), caller.uid, caller.gid, nlink=2,
                          atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now, parent=ROOT_INO)
-            ns.add_entry(txn, root, bucket.encode(), ino, True)
-            root.nlink += 1
-            root.mtime_ns = root.ctime_ns = now
-            ns.put_inode(txn, root)
-            ns.put_inode(txn, node)
+            self._link_new(txn, root, bucket.encode(), node, now)
             return node
 
         return await self._write(op)
@@ -190,11 +186,7 @@ class ObjectOps:
             node = Inode(ino, DIR_MODE | (cur.mode & stat.S_ISGID), caller.uid, gid, nlink=2,
                          atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
                          parent=cur.ino, flags=FLAG_IMPLICIT)
-            ns.add_entry(txn, cur, seg, ino, True)
-            cur.nlink += 1
-            cur.mtime_ns = cur.ctime_ns = now
-            ns.put_inode(txn, cur)
-            ns.put_inode(txn, node)
+            self._link_new(txn, cur, seg, node, now)
             cur = node
         check_modify_dir(caller, cur)
         return cur
@@ -256,18 +248,7 @@ class ObjectOps:
                          parent=parent.ino, etag=md5, content_type=content_type,
                          extra=dict(extra or {}))
             written.register(txn)
-            for e in written.extents:
-                ns.put_extent(txn, ino, e, now)
-            for k, v in (xattrs or {}).items():
-                ns.set_xattr(txn, ino, k, v)
-            if found is not None:
-                ns.remove_entry(txn, parent.ino, found[1], found[2])
-            ns.add_entry(txn, parent, name, ino, False)
-            parent.mtime_ns = parent.ctime_ns = now
-            ns.put_inode(txn, parent)
-            ns.put_inode(txn, node)
-            if old is not None:
-                self._drop_link(txn, old, now)
+            self._install(txn, parent, name, found, old, node, written.extents, xattrs or {}, now)
             return node
 
         try:
@@ -275,6 +256,20 @@ class ObjectOps:
         except BaseException:
             await self._discard(written)
             raise
+
+    def _install(self: Filesystem, txn: Txn, parent: Inode, name: bytes,
+                 found: tuple[int, bytes, int] | None, old: Inode | None, node: Inode,
+                 exts: list[Extent], xattrs: dict[bytes, bytes], now: int) -> None:
+        """Swap a new object inode in under name (rename-over of any old one)."""
+        for e in exts:
+            ns.put_extent(txn, node.ino, e, now)
+        for k, v in xattrs.items():
+            ns.set_xattr(txn, node.ino, k, v)
+        if found is not None:
+            ns.remove_entry(txn, parent.ino, found[1], found[2])
+        self._link_new(txn, parent, name, node, now)
+        if old is not None:
+            self._drop_link(txn, old, now)
 
     async def _discard(self: Filesystem, written: data.Written) -> None:
         """Chunks of a put that did not commit: nothing points at them."""
@@ -427,18 +422,8 @@ class ObjectOps:
                          parent=parent.ino, etag=src.etag,
                          content_type=src.content_type if content_type is None else content_type,
                          extra=dict(src.extra if extra is None else extra))
-            for e in src_exts:
-                ns.put_extent(txn, ino, e, now)
-            for k, v in (src_xattrs if xattrs is None else xattrs).items():
-                ns.set_xattr(txn, ino, k, v)
-            if found is not None:
-                ns.remove_entry(txn, parent.ino, found[1], found[2])
-            ns.add_entry(txn, parent, name, ino, False)
-            parent.mtime_ns = parent.ctime_ns = now
-            ns.put_inode(txn, parent)
-            ns.put_inode(txn, node)
-            if old is not None:
-                self._drop_link(txn, old, now)
+            self._install(txn, parent, name, found, old, node, src_exts,
+                          src_xattrs if xattrs is None else xattrs, now)
             return node
 
         return await self._write(op)
