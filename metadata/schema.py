@@ -16,6 +16,7 @@ orphan     ino u64                               unlinked at ns i64 (nlink 0, ma
 xattr      ino u64 + name                        value
 bucket     bucket name                           JSON: S3 bucket settings (public, ...)
 upload     upload id                             JSON: multipart upload (bucket, key, owner, ...)
+uploadkey  bucket + NUL + key + NUL + upload id  empty (ListMultipartUploads in key order)
 part       upload id + part number u32           JSON: size, etag, extents of one part
 identity   access key                            JSON: secret, uid, gid, groups, name
 counter    name                                  u64 (next inode, next chunk id)
@@ -45,7 +46,7 @@ import xxhash
 
 DBS = (
     "inode", "dirent", "dirseq", "extent", "chunk", "trash", "orphan",
-    "xattr", "bucket", "upload", "part", "identity", "counter",
+    "xattr", "bucket", "upload", "uploadkey", "part", "identity", "counter",
 )
 
 ROOT_INO = 1  # FUSE's root inode number; NFS handles name it too
@@ -58,6 +59,16 @@ U64U64 = struct.Struct(">QQ")
 # Inline extents: a small object is one metadata record, not a chunk file and an
 # fsync of its own (DESIGN.md: one group commit instead of a file create per object).
 INLINE_MAX = 16 * 1024
+
+# Keys of Inode.extra that describe the bytes (S3 checksums, multipart part sizes): a
+# write through a mount drops them at once, so S3 never serves a stale checksum. The
+# rest (S3 headers like content-encoding, tags) describe the object and stay.
+EXTRA_BYTE_FACTS = ("checksums", "parts")
+
+
+def without_byte_facts(extra: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if k not in EXTRA_BYTE_FACTS}
+
 
 # Inode flags
 FLAG_IMPLICIT = 1  # directory made as a side effect of an S3 put; vanishes when S3 empties it

@@ -12,6 +12,10 @@ from .fs import (
 from .gc import GcReport, collect
 from .keys import check_bucket_name, split_key
 from .listing import ListPage
+from .multipart import (
+    MIN_PART_SIZE, EntityTooSmall, InvalidPart, InvalidPartOrder, NoSuchUpload, Part, Upload,
+    multipart_etag, part_range,
+)
 from .objects import KeyConflict, NoSuchBucket, ObjectRead
 from .perms import ROOT, Caller
 
@@ -21,5 +25,6 @@ __all__ = [
     "InvalidBucketName", "InvalidKey", "IsDir", "KeyConflict", "ListPage", "NameTooLong",
     "NoSpace", "NoSuchBucket", "NotDir", "NotEmpty", "NotFound", "NotPermitted", "ObjectRead",
     "RENAME_EXCHANGE", "RENAME_NOREPLACE", "ROOT", "Stale", "StorageError", "UTIME_NOW",
-    "check_bucket_name", "collect", "split_key",
+    "check_bucket_name", "collect", "split_key", "MIN_PART_SIZE", "EntityTooSmall", "InvalidPart",
+    "InvalidPartOrder", "NoSuchUpload", "Part", "Upload", "multipart_etag", "part_range",
 ]

@@ -129,15 +129,29 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
             await store_piece(chunks, ids, offset, piece, out)
         offset += len(piece)
 
-    async for data in body:
-        buf += data
-        while len(buf) >= chunk_size:
-            piece = bytes(buf[:chunk_size])
-            del buf[:chunk_size]
-            await flush(piece)
-    if buf:
-        await flush(bytes(buf))
+    try:
+        async for data in body:
+            buf += data
+            while len(buf) >= chunk_size:
+                piece = bytes(buf[:chunk_size])
+                del buf[:chunk_size]
+                await flush(piece)
+        if buf:
+            await flush(bytes(buf))
+    except BaseException:
+        await discard(chunks, out)  # the body failed: nothing will point at these
+        raise
     return out, offset, md5.hexdigest()
+
+
+async def discard(chunks: ChunkStore, written: Written) -> None:
+    """Delete chunks that no commit will reference (best effort: the collector
+    finds whatever is left)."""
+    for c in written.chunks:
+        try:
+            await chunks.delete(c.chunk_id)
+        except ChunkError:
+            pass
 
 
 @dataclass(slots=True)

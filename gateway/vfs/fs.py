@@ -26,7 +26,7 @@ from chunkstore import ChunkStore, LocalChunkStore
 from metadata import EngineIOError, Inode, LmdbEngine, ROOT_INO, Txn, open_engine
 from metadata import namespace as ns
 from metadata.namespace import MetadataCorrupt
-from metadata.schema import InlineCorrupt
+from metadata.schema import InlineCorrupt, without_byte_facts
 
 from . import data
 from .errors import (
@@ -35,6 +35,7 @@ from .errors import (
 )
 from .files import OpenFile, WriteBuffer
 from .keys import check_name
+from .multipart import MultipartOps
 from .objects import ObjectOps
 from .perms import R, W, X, Caller, check, check_modify_dir, check_owner, check_sticky
 
@@ -71,7 +72,7 @@ class Handle:
         self.append = append
 
 
-class Filesystem(ObjectOps):
+class Filesystem(ObjectOps, MultipartOps):
     def __init__(self, engine: LmdbEngine, chunks: ChunkStore, *,
                  chunk_size: int = DEFAULT_CHUNK_SIZE,
                  grace_seconds: float = DEFAULT_GRACE_SECONDS) -> None:
@@ -265,7 +266,7 @@ class Filesystem(ObjectOps):
                     inode.size = size
                     inode.mtime_ns = now
                     inode.etag = ""
-                    inode.extra = {}
+                    inode.extra = without_byte_facts(inode.extra)
             inode.ctime_ns = now
             ns.put_inode(txn, inode)
             return inode
@@ -715,7 +716,7 @@ class Filesystem(ObjectOps):
                 inode.mtime_ns = inode.ctime_ns = mtime
                 # The old ETag and S3 checksums describe bytes that changed.
                 inode.etag = etag
-                inode.extra = {}
+                inode.extra = without_byte_facts(inode.extra)
                 ns.put_inode(txn, inode)
 
             await self._write(op)

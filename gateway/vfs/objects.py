@@ -38,6 +38,7 @@ OBJECT_MODE = stat.S_IFREG | 0o644
 DIR_MODE = stat.S_IFDIR | 0o755
 
 Precondition = Callable[[Inode | None], None]
+BeforeCommit = Callable[[int, str], "dict[str, Any] | None"]
 
 
 class KeyConflict(FsError):
@@ -212,12 +213,16 @@ class ObjectOps:
                          extra: dict[str, Any] | None = None,
                          xattrs: dict[bytes, bytes] | None = None,
                          precondition: Precondition | None = None,
-                         on_piece: Callable[[bytes], None] | None = None) -> Inode:
+                         on_piece: Callable[[bytes], None] | None = None,
+                         before_commit: BeforeCommit | None = None) -> Inode:
         """Store body under key atomically; returns the new inode (etag = MD5 hex).
 
+        on_piece sees every stored piece in order (a door's checksums);
+        before_commit(size, md5_hex) runs once the body is durable and before the
+        commit: it may raise to refuse the object (BadDigest: nothing is stored) or
+        return entries to merge into the inode's extra (verified checksums);
         precondition(existing) runs inside the commit and may raise to refuse it
-        (If-Match / If-None-Match); on_piece sees every stored piece in order (for
-        checksums a door verifies before anything is committed: raise to refuse).
+        (If-Match / If-None-Match).
         """
         segs, is_dir = split_key(key)
         # Fail before reading the body when the bucket is missing or the path is taken.
@@ -229,6 +234,13 @@ class ObjectOps:
             return await self._put_folder(caller, bucket, segs, xattrs or {})
         written, size, md5 = await data.store_stream(self.chunks, self.ids, self.chunk_size,
                                                      body, on_piece)
+        try:
+            extra = dict(extra or {})
+            if before_commit is not None:
+                extra.update(before_commit(size, md5) or {})
+        except BaseException:
+            await self._discard(written)
+            raise
         now = time.time_ns()
 
         def op(txn: Txn) -> Inode:
@@ -246,7 +258,7 @@ class ObjectOps:
             node = Inode(ino, OBJECT_MODE, caller.uid, self._new_gid(caller, parent), size=size,
                          atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
                          parent=parent.ino, etag=md5, content_type=content_type,
-                         extra=dict(extra or {}))
+                         extra=extra)
             written.register(txn)
             self._install(txn, parent, name, found, old, node, written.extents, xattrs or {}, now)
             return node
@@ -272,12 +284,7 @@ class ObjectOps:
             self._drop_link(txn, old, now)
 
     async def _discard(self: Filesystem, written: data.Written) -> None:
-        """Chunks of a put that did not commit: nothing points at them."""
-        for c in written.chunks:
-            try:
-                await self.chunks.delete(c.chunk_id)
-            except Exception:  # the collector finds it later
-                pass
+        await data.discard(self.chunks, written)
 
     def _precheck(self: Filesystem, txn: Txn, caller: Caller, bucket: str, segs: list[bytes]) -> None:
         cur = self._bucket(txn, bucket)

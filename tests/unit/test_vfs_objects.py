@@ -284,6 +284,7 @@ async def test_a_failed_chunk_write_commits_nothing(vfs: Filesystem, tmp_path) -
     with pytest.raises(ConnectionResetError):
         await vfs.put_object(ROOT, "bkt", "k", body())
     assert await vfs.read_object(ROOT, "bkt", "k") == b"before"
+    assert [cid async for cid, _ in vfs.chunks.ids()] == []  # the partial body's chunks went
 
 
 async def test_a_flipped_byte_on_disk_fails_the_read_naming_the_chunk(vfs: Filesystem) -> None:
