@@ -264,6 +264,26 @@ def free_inode(txn: Txn, ino: int, now_ns: int) -> None:
     txn.delete("orphan", U64.pack(ino))
 
 
+_PENDING = struct.Struct(">IQ")
+
+
+def add_pending(txn: Txn, chunk_id: int, pid: int, start_time: int) -> None:
+    """A chunk written for an open file whose commit has not happened yet: known to
+    metadata (refs 0) so the collector leaves it alone while its writer lives."""
+    txn.put("pending", U64.pack(chunk_id), _PENDING.pack(pid, start_time))
+
+
+def clear_pending(txn: Txn, chunk_id: int) -> None:
+    txn.delete("pending", U64.pack(chunk_id))
+
+
+def pending(txn: Txn) -> Iterator[tuple[int, int, int]]:
+    """(chunk id, writer pid, writer start time)."""
+    for key, value in txn.range("pending", b""):
+        pid, start = _PENDING.unpack(value)
+        yield read_u64(key), int(pid), int(start)
+
+
 def trash(txn: Txn) -> Iterator[tuple[int, int]]:
     for key, value in txn.range("trash", b""):
         yield read_u64(key), int(I64.unpack(value)[0])

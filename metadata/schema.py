@@ -11,6 +11,8 @@ dirent     parent u64 + sortname                 child ino u64 + seq u64
 dirseq     parent u64 + seq u64                  sortname (readdir order; cookies = seq)
 extent     ino u64 + file offset u64             Extent record (chunk slice or inline bytes)
 chunk      chunk id u64                          refs u32 + size u32 + xxh3 sums per block
+pending    chunk id u64                          writer pid u32 + its start time u64: spilled
+                                                 by an open file, not yet committed (refs 0)
 trash      chunk id u64                          freed at ns i64 (chunk deleted after grace)
 orphan     ino u64                               unlinked at ns i64 (nlink 0, maybe still open)
 xattr      ino u64 + name                        value
@@ -45,7 +47,7 @@ from typing import Any
 import xxhash
 
 DBS = (
-    "inode", "dirent", "dirseq", "extent", "chunk", "trash", "orphan",
+    "inode", "dirent", "dirseq", "extent", "chunk", "pending", "trash", "orphan",
     "xattr", "bucket", "upload", "uploadkey", "part", "identity", "counter",
 )
 

@@ -21,6 +21,9 @@ from .errors import DataCorrupt, NoSpace, StorageError
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
 ID_RANGE = 1024
+# Chunk writes in flight while a body keeps arriving (bounds memory to about
+# (WRITE_AHEAD + 1) chunks per upload).
+WRITE_AHEAD = 4
 # Concurrent chunk fetches ahead of a sequential reader.
 READ_AHEAD = 4
 # Largest piece a stream yields: big enough to amortise per-piece costs,
@@ -105,28 +108,36 @@ async def store_ranges(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
 
 
 async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
-                       body: AsyncIterator[bytes], on_piece: Callable[[bytes], None] | None = None,
-                       ) -> tuple[Written, int, str]:
+                       body: AsyncIterator[bytes]) -> tuple[Written, int, str]:
     """Store a whole object body from a stream: (written, size, md5 hex).
 
-    The MD5 of each full chunk runs in a worker thread beside the chunk write
-    (hashlib releases the GIL on large buffers), so the event loop only copies.
+    Up to WRITE_AHEAD chunk writes are in flight while the body keeps arriving:
+    each durable chunk costs two fsyncs, and waiting for them one at a time made a
+    64 MiB put run at a fifth of the disk (bench/vfs.py). The MD5 runs in a worker
+    thread beside them (hashlib releases the GIL), strictly in body order.
     """
     md5 = hashlib.md5()
     out = Written([], [])
     buf = bytearray()
     offset = 0
+    hashing: asyncio.Future[None] | None = None
+    inflight: set[asyncio.Future[None]] = set()
 
     async def flush(piece: bytes) -> None:
-        nonlocal offset
-        if on_piece is not None:
-            on_piece(piece)
+        nonlocal offset, hashing
+        if hashing is not None:
+            await hashing  # MD5 updates must happen in order
+            hashing = None
         if len(piece) > INLINE_MAX:
-            await asyncio.gather(asyncio.to_thread(md5.update, piece),
-                                 store_piece(chunks, ids, offset, piece, out))
+            hashing = asyncio.ensure_future(asyncio.to_thread(md5.update, piece))
         else:
             md5.update(piece)
-            await store_piece(chunks, ids, offset, piece, out)
+        while len(inflight) >= WRITE_AHEAD:
+            done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                inflight.discard(t)
+                t.result()
+        inflight.add(asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out)))
         offset += len(piece)
 
     try:
@@ -138,7 +149,15 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
                 await flush(piece)
         if buf:
             await flush(bytes(buf))
+        if hashing is not None:
+            await hashing
+        await asyncio.gather(*inflight)
     except BaseException:
+        for t in inflight:
+            t.cancel()
+        await asyncio.gather(*inflight, return_exceptions=True)
+        if hashing is not None:
+            await asyncio.gather(hashing, return_exceptions=True)
         await discard(chunks, out)  # the body failed: nothing will point at these
         raise
     return out, offset, md5.hexdigest()
@@ -189,6 +208,10 @@ def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | 
     out: list[tuple[int, int, Extent | None]] = []
     at = start
     for e in p.extents:
+        if e.end <= start or e.offset >= end:
+            continue
+        if e.offset < start or e.end > end:
+            e = e.slice(max(e.offset, start), min(e.end, end))
         if e.offset > at:
             out.append((at, e.offset - at, None))
         for o in range(e.offset, e.end, STREAM_PIECE):

@@ -59,6 +59,22 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+def process_start_time(pid: int) -> int | None:
+    """Start time of pid in clock ticks since boot (None: no such process). With the
+    pid it names one process for good: a reused pid has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat_line = f.read()
+    except OSError:
+        return None
+    # Field 22; the command name (field 2) may contain spaces, so split after ')'.
+    return int(stat_line.rsplit(b")", 1)[1].split()[19])
+
+
+MY_PID = os.getpid()
+MY_START = process_start_time(MY_PID) or 0
+
+
 class Handle:
     """One open() of a file: the inode's shared OpenFile plus this open's mode."""
 
@@ -152,6 +168,8 @@ class Filesystem(ObjectOps, MultipartOps):
         return inode
 
     def _child(self, txn: Txn, parent: int, name: bytes) -> tuple[Inode, bytes, int]:
+        if b"/" in name or not name:
+            raise NotFound(f"{name!r} not found")  # never a directory's stored form
         found = ns.lookup(txn, parent, name)
         if found is None:
             raise NotFound(f"{name!r} not found")
@@ -205,6 +223,7 @@ class Filesystem(ObjectOps, MultipartOps):
                 return self._inode(txn, parent)
             if name == b"..":
                 return self._inode(txn, self._inode(txn, parent).parent or ROOT_INO)
+            check_name(name)
             return self._child(txn, parent, name)[0]
         return self._with_open_state(self._read(op))
 
@@ -216,12 +235,12 @@ class Filesystem(ObjectOps, MultipartOps):
                       uid: int | None = None, gid: int | None = None, size: int | None = None,
                       atime_ns: int | None = None, mtime_ns: int | None = None) -> Inode:
         """chmod/chown/truncate/utimens. UTIME_NOW for a time means "now"."""
-        if size is not None:
-            if size < 0:
-                raise Invalid("negative size")
-            f = self._open.get(ino)
-            if f is not None:
-                await self._commit(f)
+        if size is not None and size < 0:
+            raise Invalid("negative size")
+        f = self._open.get(ino)
+        if f is not None and (size is not None or mtime_ns is not None):
+            # Buffered writes land first, so they cannot overwrite the new size or time.
+            await self._commit(f)
         now = now_ns()
 
         def op(txn: Txn) -> Inode:
@@ -233,17 +252,21 @@ class Filesystem(ObjectOps, MultipartOps):
                     new_mode &= ~stat.S_ISGID
                 inode.mode = stat.S_IFMT(inode.mode) | new_mode
             if uid is not None or gid is not None:
-                if uid is not None and uid != inode.uid and not caller.is_root:
+                owner = caller.uid == inode.uid
+                # Linux chown_ok / chgrp_ok: even a no-op change needs ownership.
+                if uid is not None and not caller.is_root and not (owner and uid == inode.uid):
                     raise NotPermitted("only root may change the owner")
-                if gid is not None and gid != inode.gid and not caller.is_root:
-                    if caller.uid != inode.uid or not caller.in_group(gid):
-                        raise NotPermitted("not the owner, or not a member of the group")
+                if gid is not None and not caller.is_root and not (
+                        owner and (gid == inode.gid or caller.in_group(gid))):
+                    raise NotPermitted("not the owner, or not a member of the group")
                 if uid is not None:
                     inode.uid = uid
                 if gid is not None:
                     inode.gid = gid
                 if not inode.is_dir and not caller.is_root:
-                    inode.mode &= ~(stat.S_ISUID | stat.S_ISGID)
+                    inode.mode &= ~stat.S_ISUID
+                    if inode.mode & stat.S_IXGRP:
+                        inode.mode &= ~stat.S_ISGID
             if atime_ns is not None or mtime_ns is not None:
                 setting_now = atime_ns in (None, UTIME_NOW) and mtime_ns in (None, UTIME_NOW)
                 if caller.uid != inode.uid and not caller.is_root:
@@ -273,10 +296,13 @@ class Filesystem(ObjectOps, MultipartOps):
 
         inode = await self._write(op)
         f = self._open.get(ino)
-        if f is not None and size is not None:
-            f.dirty.truncate(size)
-            f.size = size
-            f.note_truncate(size)
+        if f is not None:
+            if size is not None:
+                f.dirty.truncate(size)
+                f.size = size
+                f.note_truncate(size)
+            if mtime_ns is not None and not f.dirty:
+                f.mtime_ns = 0  # the time just set wins over the last write's
         return self._with_open_state(inode)
 
     # -- names ---------------------------------------------------------------------------
@@ -289,13 +315,14 @@ class Filesystem(ObjectOps, MultipartOps):
 
         def op(txn: Txn) -> Inode:
             p = self._dir(txn, parent)
-            check_modify_dir(caller, p)
+            check(caller, p, X)
             found = ns.lookup(txn, parent, name)
             if found is not None:
                 existing = self._inode(txn, found[0])
                 if exclusive or not stat.S_ISREG(mode) or not existing.is_reg:
                     raise Exists(f"{name!r} exists")
-                return existing
+                return existing  # O_CREAT without O_EXCL: an open, not a create
+            check_modify_dir(caller, p)
             ino = ns.alloc_ino(txn)
             node = Inode(ino, mode, caller.uid, self._new_gid(caller, p),
                          nlink=2 if is_dir else 1, atime_ns=now, mtime_ns=now, ctime_ns=now,
@@ -303,6 +330,8 @@ class Filesystem(ObjectOps, MultipartOps):
                          size=len(target))
             if is_dir and p.mode & stat.S_ISGID:
                 node.mode |= stat.S_ISGID
+            elif not caller.is_root and not caller.in_group(node.gid):
+                node.mode &= ~stat.S_ISGID  # no setgid for a group the creator is not in
             self._link_new(txn, p, name, node, now)
             return node
 
@@ -427,15 +456,19 @@ class Filesystem(ObjectOps, MultipartOps):
             check_sticky(caller, sp, src)
             found = ns.lookup(txn, new_parent, new_name)
             dst = self._inode(txn, found[0]) if found else None
-            if src.is_dir and src.ino != new_parent and self._is_ancestor(txn, src.ino, new_parent):
+            if src.is_dir and self._is_ancestor(txn, src.ino, new_parent):
                 raise Invalid("cannot move a directory inside itself")
+            if src.is_dir and parent != new_parent:
+                check(caller, src, W)  # its ".." changes
             if dst is not None and dst.ino == src.ino:
                 return  # same file: POSIX says do nothing
             if flags & RENAME_EXCHANGE:
                 if dst is None:
                     raise NotFound(f"{new_name!r} not found")
-                if dst.is_dir and dst.ino != parent and self._is_ancestor(txn, dst.ino, parent):
+                if dst.is_dir and self._is_ancestor(txn, dst.ino, parent):
                     raise Invalid("cannot move a directory inside itself")
+                if dst.is_dir and parent != new_parent:
+                    check(caller, dst, W)
                 check_sticky(caller, dp, dst)
                 assert found is not None
                 ns.remove_entry(txn, parent, s_sname, s_seq)
@@ -612,10 +645,16 @@ class Filesystem(ObjectOps, MultipartOps):
             return data.plan(txn, f.ino, inode.size, offset, min(end, inode.size))
 
         # Newest last: committed extents, spilled-but-uncommitted extents, buffers.
-        buf = await data.read_into(self.chunks, self._read(op), offset, end)
-        await data.overlay(self.chunks, f.spilled, buf, offset)
-        f.flushing.overlay(buf, offset)
-        f.dirty.overlay(buf, offset)
+        # The uncommitted state is captured together with the metadata snapshot
+        # (no await between): a commit that lands while the chunks are read resets
+        # f.spilled, but the snapshot predates it.
+        plan = self._read(op)
+        spilled = data.Written(list(f.spilled.extents), list(f.spilled.chunks))
+        layers = [f.flushing, f.dirty]
+        buf = await data.read_into(self.chunks, plan, offset, end)
+        await data.overlay(self.chunks, spilled, buf, offset)
+        for layer in layers + [b for b in (f.flushing, f.dirty) if all(b is not x for x in layers)]:
+            layer.overlay(buf, offset)  # then whatever was written meanwhile
         return bytes(buf)
 
     async def write(self, fh: int, offset: int, payload: bytes) -> int:
@@ -625,6 +664,8 @@ class Filesystem(ObjectOps, MultipartOps):
         if offset < 0:
             raise Invalid("negative offset")
         f = h.file
+        if not payload:
+            return 0  # POSIX: a zero-length write changes nothing, even past EOF
         if h.append:
             offset = f.size
         f.dirty.write(offset, payload)
@@ -680,6 +721,21 @@ class Filesystem(ObjectOps, MultipartOps):
                     kept.write(start, d)
             f.dirty, f.flushing = kept, WriteBuffer()
             raise
+        def op(txn: Txn) -> None:
+            written.register(txn)
+            for c in written.chunks:
+                ns.add_pending(txn, c.chunk_id, MY_PID, MY_START)
+
+        try:
+            await self._write(op)
+        except BaseException:
+            await data.discard(self.chunks, written)
+            kept = WriteBuffer()
+            for buf in (f.flushing, f.dirty):
+                for start, d in buf.ranges():
+                    kept.write(start, d)
+            f.dirty, f.flushing = kept, WriteBuffer()
+            raise
         f.spilled.extend(written)
         f.flushing = WriteBuffer()
 
@@ -697,16 +753,19 @@ class Filesystem(ObjectOps, MultipartOps):
         async with f.lock:
             if not f.dirty and not f.spilled and not f.mtime_ns:
                 return
+            # What this commit publishes is fixed now, before the spill awaits:
+            # writes made meanwhile stay buffered for the next commit.
+            size, mtime, etag = f.size, f.mtime_ns or now_ns(), f.etag()
             await self._spill_locked(f)
             spilled = f.spilled
-            size, mtime, etag = f.size, f.mtime_ns or now_ns(), f.etag()
             now = now_ns()
 
             def op(txn: Txn) -> None:
                 inode = ns.get_inode(txn, f.ino)
                 if inode is None:
                     raise NotFound(f"inode {f.ino} was removed")
-                spilled.register(txn)
+                for c in spilled.chunks:
+                    ns.clear_pending(txn, c.chunk_id)
                 for e in spilled.extents:  # in write order: later writes win
                     ns.put_extent(txn, f.ino, e, now)
                 spilled.unreferenced(txn, now)
@@ -730,6 +789,16 @@ class Filesystem(ObjectOps, MultipartOps):
                            groups: tuple[int, ...] = (), name: str = "") -> None:
         record = {"secret": secret_key, "uid": uid, "gid": gid, "groups": list(groups), "name": name}
         await self._write(lambda txn: ns.put_identity(txn, access_key, record))
+
+    async def add_user(self, name: str, access_key: str, secret_key: str, *,
+                       uid: int | None = None) -> int:
+        """A new identity with its own uid (= gid); returns the uid."""
+        def op(txn: Txn) -> int:
+            n = uid if uid is not None else ns.next_counter(txn, b"uid", 1, 1000)
+            ns.put_identity(txn, access_key, {"secret": secret_key, "uid": n, "gid": n,
+                                              "groups": [], "name": name})
+            return n
+        return await self._write(op)
 
     def identity(self, access_key: str) -> tuple[str, Caller] | None:
         """(secret key, caller) for an access key, or None."""

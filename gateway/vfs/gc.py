@@ -3,6 +3,8 @@
 Three kinds of garbage, all left behind on purpose so that nothing is ever
 deleted while something may still read it:
 
+* pending chunks: spilled by an open file and not yet committed; collected only
+  once their writer process is gone (a crash), never by age;
 * orphan inodes: unlinked while open; freed once closed here (and past the grace);
 * trash: chunks whose last extent went away; bytes deleted after the grace period,
   so a reader holding an older extent list finishes;
@@ -29,6 +31,7 @@ BATCH = 512
 
 @dataclass(slots=True)
 class GcReport:
+    pending_chunks: int = 0
     orphan_inodes: int = 0
     trash_chunks: int = 0
     unreferenced_chunks: int = 0
@@ -42,6 +45,26 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
     report = GcReport()
     now = time.time_ns()
     cutoff = now - int(grace_seconds * 1e9)
+
+    # 0. Chunks spilled by writers that died before committing them.
+    from .fs import MY_PID, MY_START, process_start_time
+    mine = {c.chunk_id for f in fs._open.values() for c in f.spilled.chunks}
+
+    def abandoned(cid: int, pid: int, start: int) -> bool:
+        if pid == MY_PID and start == MY_START:
+            return cid not in mine
+        return process_start_time(pid) != start
+
+    dead = fs._read(lambda txn: [cid for cid, pid, st in ns.pending(txn) if abandoned(cid, pid, st)])
+    for i in range(0, len(dead), BATCH):
+        part = dead[i:i + BATCH]
+
+        def drop(txn: Txn, part: list[int] = part) -> int:
+            for cid in part:
+                ns.clear_pending(txn, cid)
+                ns.trash_if_unreferenced(txn, cid, cutoff)  # already past the grace
+            return len(part)
+        report.pending_chunks += await fs._write(drop)
 
     # 1. Orphan inodes nobody here has open any more.
     stale = fs._read(lambda txn: [ino for ino, t in ns.orphans(txn) if t <= cutoff])

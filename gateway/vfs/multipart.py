@@ -147,13 +147,12 @@ class MultipartOps:
 
     async def upload_part(self: Filesystem, caller: Caller, bucket: str, key: str, upload_id: str,
                           number: int, body: AsyncIterator[bytes], *,
-                          on_piece: Callable[[bytes], None] | None = None,
                           before_commit: BeforeCommit | None = None) -> Part:
         if not 1 <= number <= MAX_PART_NUMBER:
             raise Invalid(f"part number must be 1..{MAX_PART_NUMBER}")
         self._read(lambda txn: self._upload(txn, caller, bucket, key, upload_id))
         written, size, md5 = await data.store_stream(self.chunks, self.ids, self.chunk_size,
-                                                     body, on_piece)
+                                                     body)
         try:
             extra = (before_commit(size, md5) or {}) if before_commit else {}
         except BaseException:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chunkstore import ChunkStore
 from metadata import FLAG_IMPLICIT, FLAG_MARKER, Extent, Inode, ROOT_INO, Txn
 from metadata import namespace as ns
 
@@ -53,12 +54,26 @@ class NoSuchBucket(NotFound):
 
 @dataclass(slots=True)
 class ObjectRead:
-    """An object opened for reading: its attributes and a consistent snapshot of its bytes."""
+    """An object opened for reading: its attributes and a consistent snapshot of
+    where all its bytes are. Any range of it can be streamed from the snapshot, so
+    conditional and range decisions made on `inode` match the bytes served."""
 
     inode: Inode
     start: int
     end: int
-    body: AsyncIterator[bytes]
+    plan: data.ReadPlan | None
+    chunks: ChunkStore
+
+    @property
+    def body(self) -> AsyncIterator[bytes]:
+        """The bytes [start, end) asked for at open."""
+        return self.stream(self.start, self.end)
+
+    def stream(self, start: int, end: int) -> AsyncIterator[bytes]:
+        end = min(end, self.inode.size)
+        if self.plan is None or start >= end:
+            return _empty()
+        return data.stream(self.chunks, self.plan, start, end)
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -148,6 +163,23 @@ class ObjectOps:
             return out
         return self._read(op)
 
+    def bucket_settings(self: Filesystem, bucket: str) -> dict[str, Any]:
+        """S3 settings of a bucket ({} when none were set)."""
+        raw = self._read(lambda txn: txn.get("bucket", bucket.encode()))
+        return ns.decode_json(raw) if raw else {}
+
+    async def set_bucket_settings(self: Filesystem, caller: Caller, bucket: str, **settings: Any) -> None:
+        """Change S3 settings (e.g. public=True); owner or root only."""
+        def op(txn: Txn) -> None:
+            b = self._bucket(txn, bucket)
+            if not caller.is_root and caller.uid != b.uid:
+                raise AccessDenied(f"bucket {bucket!r} belongs to another user")
+            raw = txn.get("bucket", bucket.encode())
+            rec = ns.decode_json(raw) if raw else {}
+            rec.update(settings)
+            txn.put("bucket", bucket.encode(), ns.encode_json(rec))
+        await self._write(op)
+
     # -- paths ---------------------------------------------------------------------------
 
     def _walk(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
@@ -213,11 +245,9 @@ class ObjectOps:
                          extra: dict[str, Any] | None = None,
                          xattrs: dict[bytes, bytes] | None = None,
                          precondition: Precondition | None = None,
-                         on_piece: Callable[[bytes], None] | None = None,
                          before_commit: BeforeCommit | None = None) -> Inode:
         """Store body under key atomically; returns the new inode (etag = MD5 hex).
 
-        on_piece sees every stored piece in order (a door's checksums);
         before_commit(size, md5_hex) runs once the body is durable and before the
         commit: it may raise to refuse the object (BadDigest: nothing is stored) or
         return entries to merge into the inode's extra (verified checksums);
@@ -233,7 +263,7 @@ class ObjectOps:
                     raise InvalidKey("a key ending in '/' names a folder and must have an empty body")
             return await self._put_folder(caller, bucket, segs, xattrs or {})
         written, size, md5 = await data.store_stream(self.chunks, self.ids, self.chunk_size,
-                                                     body, on_piece)
+                                                     body)
         try:
             extra = dict(extra or {})
             if before_commit is not None:
@@ -332,7 +362,7 @@ class ObjectOps:
             inode = self._object(txn, caller, bucket, key)[0]
             check(caller, inode, R)
             return inode
-        return self._with_open_state(self._read(op))
+        return self._read(op)  # committed state only, like get_object: S3 sees closed files
 
     async def object_xattrs(self: Filesystem, caller: Caller, bucket: str,
                             key: str | bytes) -> dict[bytes, bytes]:
@@ -344,28 +374,42 @@ class ObjectOps:
 
     async def get_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
                          start: int = 0, end: int | None = None) -> ObjectRead:
-        """Open [start, end) of an object: attributes and bytes from one snapshot."""
+        """Open an object: attributes and a snapshot of all its bytes, from one read txn."""
         def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None]:
             inode = self._object(txn, caller, bucket, key)[0]
             check(caller, inode, R)
             if inode.is_dir:
                 return inode, None
-            stop = inode.size if end is None else min(end, inode.size)
-            return inode, data.plan(txn, inode.ino, inode.size, start, stop)
+            return inode, data.plan(txn, inode.ino, inode.size, 0, inode.size)
 
         inode, p = self._read(op)
-        if p is None:
-            return ObjectRead(inode, 0, 0, _empty())
         stop = inode.size if end is None else min(end, inode.size)
-        if start >= stop:
-            return ObjectRead(inode, start, start, _empty())
-        return ObjectRead(inode, start, stop, data.stream(self.chunks, p, start, stop))
+        return ObjectRead(inode, min(start, stop), stop, p, self.chunks)
 
     async def read_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
                           start: int = 0, end: int | None = None) -> bytes:
         """The whole (or ranged) object in memory: for tests and small objects."""
         r = await self.get_object(caller, bucket, key, start, end)
         return b"".join([piece async for piece in r.body])
+
+    async def set_object_extra(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+                               name: str, value: Any) -> Inode:
+        """Set (None: remove) one entry of an object's extra, e.g. its tags. The bytes,
+        ETag and mtime stay; ctime moves."""
+        now = time.time_ns()
+
+        def op(txn: Txn) -> Inode:
+            inode = self._object(txn, caller, bucket, key)[0]
+            check(caller, inode, W)
+            if value is None:
+                inode.extra.pop(name, None)
+            else:
+                inode.extra[name] = value
+            inode.ctime_ns = now
+            ns.put_inode(txn, inode)
+            return inode
+
+        return await self._write(op)
 
     async def delete_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes) -> None:
         """Remove key; NotFound when there is no such key (S3 doors answer 204 anyway)."""
