@@ -15,9 +15,49 @@ from .config import DEFAULT_DATA, DEFAULT_S3, env, parse_hostport, parse_size
 def _serve(args: argparse.Namespace) -> None:
     from .server import ServeConfig, run
     host, port = parse_hostport(args.s3)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
     run(ServeConfig(data=Path(args.data), s3_host=host, s3_port=port,
                     chunk_size=parse_size(args.chunk_size), grace_seconds=args.grace,
-                    gc_interval=args.gc_interval))
+                    gc_interval=args.gc_interval, region=args.region, domain=args.domain or None,
+                    tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+                    tls_key=Path(args.tls_key) if args.tls_key else None))
+
+
+def _admin(args: argparse.Namespace, action) -> None:  # type: ignore[no-untyped-def]
+    """Run one admin action on the data folder (safe beside a running gateway:
+    LMDB serialises writers across processes)."""
+    from .vfs import Filesystem
+
+    async def main() -> None:
+        fs = Filesystem.from_data_dir(Path(args.data))
+        try:
+            await fs.start()
+            await action(fs)
+        finally:
+            await fs.aclose()
+
+    asyncio.run(main())
+
+
+def _user_add(args: argparse.Namespace) -> None:
+    from .config import new_credentials
+
+    async def action(fs) -> None:  # type: ignore[no-untyped-def]
+        creds = new_credentials()
+        uid = await fs.add_user(args.name, creds.access_key, creds.secret_key, uid=args.uid)
+        print(json.dumps({"name": args.name, "uid": uid, "gid": uid,
+                          "access_key": creds.access_key, "secret_key": creds.secret_key}))
+    _admin(args, action)
+
+
+def _bucket_public(args: argparse.Namespace) -> None:
+    from .vfs import ROOT
+
+    async def action(fs) -> None:  # type: ignore[no-untyped-def]
+        await fs.set_bucket_settings(ROOT, args.name, public=not args.private)
+        print(json.dumps({"bucket": args.name, "public": not args.private}))
+    _admin(args, action)
 
 
 def _gc(args: argparse.Namespace) -> None:
@@ -50,7 +90,28 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds freed chunks wait before their bytes are deleted")
     s.add_argument("--gc-interval", type=float, default=float(env("GC_INTERVAL", "60")),
                    help="seconds between collector runs")
+    s.add_argument("--region", default=env("REGION", "us-east-1"), help="the S3 region answered")
+    s.add_argument("--domain", default=env("DOMAIN", ""),
+                   help="serve virtual-host-style requests for BUCKET.DOMAIN")
+    s.add_argument("--tls-cert", default=env("TLS_CERT", ""), help="PEM certificate: serve HTTPS")
+    s.add_argument("--tls-key", default=env("TLS_KEY", ""), help="PEM private key for --tls-cert")
     s.set_defaults(func=_serve)
+
+    u = sub.add_parser("user", help="manage S3 identities")
+    usub = u.add_subparsers(dest="user_command", required=True)
+    ua = usub.add_parser("add", parents=[common], help="create an identity and print its keys")
+    ua.add_argument("name")
+    ua.add_argument("--uid", type=int, default=None, help="POSIX uid (and gid); default: next free from 1000")
+    ua.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
+    ua.set_defaults(func=_user_add)
+
+    b = sub.add_parser("bucket", help="manage buckets")
+    bsub = b.add_subparsers(dest="bucket_command", required=True)
+    bp = bsub.add_parser("public", parents=[common], help="allow anonymous reads of a bucket")
+    bp.add_argument("name")
+    bp.add_argument("--private", action="store_true", help="undo: refuse anonymous requests again")
+    bp.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
+    bp.set_defaults(func=_bucket_public)
 
     g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")

@@ -52,6 +52,12 @@ def _random(n: int, alphabet: str) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(n))
 
 
+def new_credentials() -> Credentials:
+    """A fresh key pair shaped like AWS's (20-character id, 40-character secret)."""
+    return Credentials("SB" + _random(18, string.ascii_uppercase + string.digits),
+                       _random(40, string.ascii_letters + string.digits), generated=True)
+
+
 def root_credentials(data_dir: Path) -> Credentials:
     """From the environment, else from the data folder, else generated and saved."""
     ak, sk = os.environ.get("SAMEBYTES_ACCESS_KEY"), os.environ.get("SAMEBYTES_SECRET_KEY")
@@ -65,11 +71,7 @@ def root_credentials(data_dir: Path) -> Credentials:
         return Credentials(saved["access_key"], saved["secret_key"])
     except FileNotFoundError:
         pass
-    creds = Credentials(
-        "SB" + _random(18, string.ascii_uppercase + string.digits),
-        _random(40, string.ascii_letters + string.digits),
-        generated=True,
-    )
+    creds = new_credentials()
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -42,6 +42,14 @@ class ServeConfig:
     chunk_size: int = DEFAULT_CHUNK_SIZE
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     gc_interval: float = 60.0
+    region: str = "us-east-1"
+    domain: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
 
 
 async def live(request: web.Request) -> web.Response:
@@ -56,18 +64,16 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def not_implemented(request: web.Request) -> web.Response:
-    body = ('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NotImplemented</Code>'
-            "<Message>The S3 API is not served yet.</Message></Error>")
-    return web.Response(status=501, text=body, content_type="application/xml")
-
-
-def build_app(fs: Filesystem) -> web.Application:
-    app = web.Application()
+def build_app(fs: Filesystem, cfg: ServeConfig) -> web.Application:
+    from .s3.app import S3Door
+    door = S3Door(fs, region=cfg.region, domain=cfg.domain)
+    # Bodies are streamed by the door, never read whole: client_max_size only
+    # bounds what aiohttp itself would buffer (which the door never asks for).
+    app = web.Application(client_max_size=1 << 20)
     app[FS_KEY] = fs
     app.router.add_get(HEALTH_PREFIX + "/live", live)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
-    app.router.add_route("*", "/{tail:.*}", not_implemented)
+    app.router.add_route("*", "/{tail:.*}", door.handle)
     return app
 
 
@@ -85,7 +91,7 @@ async def _collector(fs: Filesystem, cfg: ServeConfig) -> None:
 def _announce(cfg: ServeConfig, creds: Credentials) -> None:
     print(json.dumps({
         "event": "listening",
-        "s3": f"http://{cfg.s3_host}:{cfg.s3_port}",
+        "s3": f"{cfg.scheme}://{cfg.s3_host}:{cfg.s3_port}",
         "data": str(cfg.data),
         "access_key": creds.access_key,
         "secret_key": creds.secret_key,
@@ -101,11 +107,17 @@ async def serve(cfg: ServeConfig) -> None:
     try:
         await fs.start()
         await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")
-        runner = web.AppRunner(build_app(fs), handle_signals=False, access_log=None,
+        runner = web.AppRunner(build_app(fs, cfg), handle_signals=False, access_log=None,
                                keepalive_timeout=KEEPALIVE_TIMEOUT,
                                shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
-        site = web.TCPSite(runner, cfg.s3_host, cfg.s3_port, reuse_address=True)
+        ssl_ctx = None
+        if cfg.tls_cert:
+            import ssl
+            ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        site = web.TCPSite(runner, cfg.s3_host, cfg.s3_port, reuse_address=True,
+                           ssl_context=ssl_ctx)
         await site.start()
         _announce(cfg, creds)
         stop = asyncio.Event()

@@ -6,9 +6,11 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,10 +37,12 @@ class Gateway:
     proc: subprocess.Popen[str]
     announce: dict[str, str]
     log_path: Path
+    scheme: str = "http"
+    ssl_context: ssl.SSLContext | None = None
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.s3_port}"
+        return f"{self.scheme}://127.0.0.1:{self.s3_port}"
 
     @property
     def access_key(self) -> str:
@@ -50,7 +54,7 @@ class Gateway:
 
     def get(self, path: str) -> tuple[int, bytes]:
         try:
-            with urllib.request.urlopen(self.endpoint + path, timeout=10) as r:
+            with urllib.request.urlopen(self.endpoint + path, timeout=10, context=self.ssl_context) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
@@ -71,7 +75,7 @@ class Gateway:
 
 
 def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
-                  timeout: float = 30) -> Gateway:
+                  timeout: float = 30, scheme: str = "http", ca: Path | None = None) -> Gateway:
     port = free_port()
     log_path = data.parent / f"{data.name}-{port}.log"
     log = open(log_path, "w")
@@ -86,7 +90,8 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
     if not line:
         proc.wait(5)
         raise AssertionError(f"gateway exited ({proc.returncode}): {log_path.read_text()}")
-    gw = Gateway(data, port, proc, json.loads(line), log_path)
+    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
+    gw = Gateway(data, port, proc, json.loads(line), log_path, scheme, ctx)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, _ = gw.get("/_samebytes/health/ready")

@@ -1,5 +1,7 @@
 """The one filesystem under every door: POSIX and object semantics, one permission model."""
 
+from metadata import Inode
+
 from .errors import (
     AccessDenied, CrossDevice, DataCorrupt, Exists, FsError, Invalid, InvalidBucketName,
     InvalidKey, IsDir, NameTooLong, NoSpace, NotDir, NotEmpty, NotFound, NotPermitted, Stale,
@@ -20,7 +22,7 @@ from .objects import KeyConflict, NoSuchBucket, ObjectRead
 from .perms import ROOT, Caller
 
 __all__ = [
-    "AccessDenied", "Caller", "CrossDevice", "DEFAULT_CHUNK_SIZE", "DEFAULT_GRACE_SECONDS",
+    "AccessDenied", "Caller", "Inode", "CrossDevice", "DEFAULT_CHUNK_SIZE", "DEFAULT_GRACE_SECONDS",
     "DataCorrupt", "Exists", "Filesystem", "FsError", "GcReport", "Handle", "Invalid",
     "InvalidBucketName", "InvalidKey", "IsDir", "KeyConflict", "ListPage", "NameTooLong",
     "NoSpace", "NoSuchBucket", "NotDir", "NotEmpty", "NotFound", "NotPermitted", "ObjectRead",

@@ -1,0 +1,71 @@
+"""One S3 request as the handlers see it: who, which bucket and key, what query."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from ..vfs import Caller
+from . import sigv4
+from .errors import S3Error
+from .request import Target, parse_query, split_target
+
+if TYPE_CHECKING:
+    from .app import S3Door
+
+# Anonymous callers (public buckets only) act as "nobody".
+ANONYMOUS = Caller(65534, 65534)
+
+
+@dataclass
+class Ctx:
+    door: S3Door
+    request: web.Request
+    headers: dict[str, str]          # lower-cased names, repeated values joined by ','
+    raw_path: str
+    raw_query: str
+    query: dict[str, str]
+    target: Target
+    caller: Caller = ANONYMOUS
+    access_key: str | None = None
+    verified: sigv4.Verified | None = None
+    request_id: str = field(default_factory=lambda: secrets.token_hex(8).upper())
+
+    @property
+    def bucket(self) -> str:
+        if self.target.bucket is None:
+            raise S3Error("InvalidRequest", "this operation needs a bucket")
+        return self.target.bucket
+
+    @property
+    def key(self) -> str:
+        if self.target.key is None:
+            raise S3Error("InvalidRequest", "this operation needs a key")
+        return self.target.key
+
+    @property
+    def anonymous(self) -> bool:
+        return self.access_key is None
+
+    def sigv4_request(self) -> sigv4.Request:
+        return sigv4.Request(self.request.method, self.raw_path, self.raw_query, self.headers)
+
+
+def build_ctx(door: S3Door, request: web.Request) -> Ctx:
+    headers: dict[str, str] = {}
+    for name, value in request.raw_headers:
+        n = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        headers[n] = f"{headers[n]},{v}" if n in headers else v
+    raw = request.raw_path
+    raw_path, _, raw_query = raw.partition("?")
+    target = split_target(raw_path, headers.get("host", ""), door.domain)
+    return Ctx(door, request, headers, raw_path, raw_query, parse_query(raw_query), target)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)

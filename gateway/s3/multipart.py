@@ -1,0 +1,161 @@
+"""Multipart upload operations of the S3 door."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from aiohttp import web
+
+from ..vfs import Inode
+from . import xml
+from .body import Body
+from .buckets import encoding_type, ts, xml_response
+from .context import Ctx
+from .errors import S3Error
+from .objects import (
+    _object_extra, _preconditions_for_write, object_etag, parse_copy_source, quote_etag,
+)
+from .request import check_conditions, parse_int, user_metadata
+
+MAX_COMPLETE_BODY = 4 << 20  # 10,000 parts with checksums fit comfortably
+MAX_PART_SIZE = 5 << 30
+
+
+def _part_number(ctx: Ctx) -> int:
+    n = parse_int(ctx.query.get("partNumber"), "partNumber", 0, 1)
+    if not 1 <= n <= 10000:
+        raise S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive")
+    return n
+
+
+def _upload_id(ctx: Ctx) -> str:
+    uid = ctx.query.get("uploadId", "")
+    if not uid:
+        raise S3Error("InvalidArgument", "uploadId must not be empty")
+    return uid
+
+
+async def create(ctx: Ctx) -> web.StreamResponse:
+    extra = _object_extra(ctx)
+    alg = (ctx.headers.get("x-amz-checksum-algorithm") or "").upper()
+    if alg:
+        extra["checksum_algorithm"] = alg
+    upload_id = await ctx.door.fs.create_upload(
+        ctx.caller, ctx.bucket, ctx.key, content_type=ctx.headers.get("content-type", ""),
+        extra=extra, xattrs=user_metadata(ctx.headers))
+    headers = {"x-amz-checksum-algorithm": alg} if alg else {}
+    return web.Response(status=200, body=xml.initiate_multipart(ctx.bucket, ctx.key, upload_id),
+                        content_type="application/xml", headers=headers)
+
+
+async def upload_part(ctx: Ctx) -> web.StreamResponse:
+    number = _part_number(ctx)
+    body = Body(ctx.request.content, ctx.headers, ctx.verified, max_size=MAX_PART_SIZE)
+
+    def verify(size: int, md5: str) -> dict[str, Any]:
+        return body.verify(size, md5)
+
+    part = await ctx.door.fs.upload_part(ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), number,
+                                         body.pieces(), before_commit=verify)
+    headers = {"ETag": quote_etag(part.etag)}
+    headers.update({f"x-amz-checksum-{a.lower()}": v for a, v in part.checksums.items()})
+    return web.Response(status=200, headers=headers)
+
+
+def _copy_range(value: str | None) -> tuple[int, int | None]:
+    if not value:
+        return 0, None
+    unit, _, spec = value.partition("=")
+    first, dash, last = spec.partition("-")
+    try:
+        if unit != "bytes" or not dash:
+            raise ValueError
+        start, end = int(first), int(last) + 1
+        if start < 0 or end <= start:
+            raise ValueError
+    except ValueError:
+        raise S3Error("InvalidArgument", "The x-amz-copy-source-range value must be of the form "
+                      "bytes=first-last where first and last are the zero-based offsets of the first "
+                      "and last bytes to copy") from None
+    return start, end
+
+
+async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
+    number = _part_number(ctx)
+    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    start, end = _copy_range(ctx.headers.get("x-amz-copy-source-range"))
+
+    def source_ok(src: Inode | None) -> None:
+        assert src is not None
+        check_conditions(ctx.headers, object_etag(src), src.mtime_ns, prefix="x-amz-copy-source-")
+        if end is not None and end > src.size:
+            raise S3Error("InvalidRange", "The x-amz-copy-source-range is outside the source object",
+                          status=416)
+
+    part = await ctx.door.fs.upload_part_copy(ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), number,
+                                              src_bucket, src_key, start, end, precondition=source_ok)
+    return xml_response(xml.copy_part_result(part.etag, ts(part.mtime_ns)))
+
+
+async def complete(ctx: Ctx) -> web.StreamResponse:
+    raw = await ctx.request.content.read(MAX_COMPLETE_BODY + 1)
+    if len(raw) > MAX_COMPLETE_BODY:
+        raise S3Error("MalformedXML", "The CompleteMultipartUpload body is too large")
+    try:
+        parts = xml.parse_complete_multipart(raw)
+    except xml.XmlError as e:
+        raise S3Error(e.code, e.message) from e
+
+    def check_part(number: int, rec: dict[str, Any]) -> None:
+        sent = next((p for p in parts if p.part_number == number), None)
+        stored = rec.get("checksums", {})
+        if sent is not None:
+            for alg, value in sent.checksums.items():
+                if stored.get(alg) not in (None, value):
+                    raise S3Error("InvalidPart", f"The {alg} checksum of part {number} does not match")
+
+    inode = await ctx.door.fs.complete_upload(
+        ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), [(p.part_number, p.etag) for p in parts],
+        min_part_size=ctx.door.min_part_size, precondition=_preconditions_for_write(ctx),
+        check_part=check_part)
+    location = f"/{ctx.bucket}/{urllib.parse.quote(ctx.key)}"
+    return xml_response(xml.complete_multipart_result(location, ctx.bucket, ctx.key,
+                                                      object_etag(inode)))
+
+
+async def abort(ctx: Ctx) -> web.StreamResponse:
+    await ctx.door.fs.abort_upload(ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx))
+    return web.Response(status=204)
+
+
+async def list_parts(ctx: Ctx) -> web.StreamResponse:
+    marker = parse_int(ctx.query.get("part-number-marker"), "part-number-marker", 0, 0)
+    max_parts = parse_int(ctx.query.get("max-parts"), "max-parts", 1000, 0, 1000)
+    up, parts, truncated = await ctx.door.fs.list_parts(ctx.caller, ctx.bucket, ctx.key,
+                                                        _upload_id(ctx), marker, max_parts)
+    entries = [xml.PartEntry(p.number, ts(p.mtime_ns), p.etag, p.size, p.checksums) for p in parts]
+    body = xml.list_parts(
+        bucket=ctx.bucket, key=ctx.key, upload_id=up.upload_id, part_number_marker=marker,
+        next_part_number_marker=parts[-1].number if parts else marker, max_parts=max_parts,
+        is_truncated=truncated, parts=entries, owner_id=str(up.uid), initiator_id=str(up.uid),
+        storage_class="STANDARD")
+    return xml_response(body)
+
+
+async def list_uploads(ctx: Ctx) -> web.StreamResponse:
+    q = ctx.query
+    max_uploads = parse_int(q.get("max-uploads"), "max-uploads", 1000, 0, 1000)
+    prefix, delimiter = q.get("prefix", ""), q.get("delimiter", "")
+    key_marker, id_marker = q.get("key-marker", ""), q.get("upload-id-marker", "")
+    uploads, prefixes, truncated = await ctx.door.fs.list_uploads(
+        ctx.caller, ctx.bucket, prefix=prefix, delimiter=delimiter, key_marker=key_marker,
+        upload_id_marker=id_marker, max_uploads=max_uploads)
+    entries = [xml.UploadEntry(u.key, u.upload_id, ts(u.initiated_ns), str(u.uid)) for u in uploads]
+    body = xml.list_multipart_uploads(
+        bucket=ctx.bucket, key_marker=key_marker, upload_id_marker=id_marker,
+        next_key_marker=uploads[-1].key if truncated and uploads else None,
+        next_upload_id_marker=uploads[-1].upload_id if truncated and uploads else None,
+        prefix=prefix, delimiter=delimiter, max_uploads=max_uploads, is_truncated=truncated,
+        uploads=entries, common_prefixes=prefixes, encoding_type=encoding_type(ctx))
+    return xml_response(body)

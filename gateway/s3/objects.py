@@ -1,0 +1,296 @@
+"""Object operations of the S3 door: put, get/head, delete, copy, tagging,
+attributes, multi-delete."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aiohttp import web
+
+from ..vfs import FsError, Inode, NoSuchBucket, NotFound, part_range
+from . import xml
+from .body import Body
+from .buckets import XML, ts, xml_response
+from .context import Ctx
+from .errors import S3Error, from_fs_error
+from .request import (
+    META_PREFIX, XATTR_META, check_conditions, decode_component, http_date, parse_int,
+    parse_range, parse_tagging_header, stored_headers, user_metadata,
+)
+
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+DEFAULT_TYPE = "binary/octet-stream"
+MAX_DELETE_BODY = 2 << 20
+
+
+def quote_etag(etag: str) -> str:
+    return f'"{etag}"'
+
+
+def object_etag(inode: Inode) -> str:
+    """The stored ETag, or for a file changed through a mount without a sequential
+    MD5, a stable non-MD5 form derived from its identity and change time."""
+    if inode.etag:
+        return inode.etag
+    h = hashlib.md5(f"{inode.ino}:{inode.size}:{inode.mtime_ns}:{inode.ctime_ns}".encode()).hexdigest()
+    return f"{h}-0"
+
+
+def _preconditions_for_write(ctx: Ctx) -> Any:
+    if_none = ctx.headers.get("if-none-match")
+    if_match = ctx.headers.get("if-match")
+    if if_none is None and if_match is None:
+        return None
+    if if_none is not None and if_none.strip() != "*":
+        raise S3Error("NotImplemented", "If-None-Match on PUT supports only '*'")
+
+    def check(existing: Inode | None) -> None:
+        if if_none is not None and existing is not None:
+            raise S3Error("PreconditionFailed", "At least one of the preconditions you specified did not hold",
+                          Condition="If-None-Match")
+        if if_match is not None:
+            if existing is None:
+                raise S3Error("NoSuchKey", "The specified key does not exist")
+            tags = [t.strip().strip('"') for t in if_match.split(",")]
+            if "*" not in tags and object_etag(existing) not in tags:
+                raise S3Error("PreconditionFailed", "At least one of the preconditions you specified did not hold",
+                              Condition="If-Match")
+    return check
+
+
+def _object_extra(ctx: Ctx) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    headers = stored_headers(ctx.headers)
+    if headers:
+        extra["headers"] = headers
+    if "x-amz-tagging" in ctx.headers:
+        extra["tags"] = parse_tagging_header(ctx.headers["x-amz-tagging"])
+    return extra
+
+
+def _checksum_headers(inode: Inode) -> dict[str, str]:
+    return {f"x-amz-checksum-{alg.lower()}": v for alg, v in inode.extra.get("checksums", {}).items()}
+
+
+async def put_object(ctx: Ctx) -> web.StreamResponse:
+    body = Body(ctx.request.content, ctx.headers, ctx.verified)
+    inode = await ctx.door.fs.put_object(
+        ctx.caller, ctx.bucket, ctx.key, body.pieces(),
+        content_type=ctx.headers.get("content-type", ""), extra=_object_extra(ctx),
+        xattrs=user_metadata(ctx.headers), precondition=_preconditions_for_write(ctx),
+        before_commit=body.verify)
+    headers = {"ETag": quote_etag(object_etag(inode)), **_checksum_headers(inode)}
+    return web.Response(status=200, headers=headers)
+
+
+def _object_headers(ctx: Ctx, inode: Inode, xattrs: dict[bytes, bytes]) -> dict[str, str]:
+    h = {
+        "ETag": quote_etag(object_etag(inode)),
+        "Last-Modified": http_date(inode.mtime_ns),
+        "Content-Type": inode.content_type or DEFAULT_TYPE,
+        "Accept-Ranges": "bytes",
+    }
+    for name, value in inode.extra.get("headers", {}).items():
+        h[name.title()] = value
+    for name, value in xattrs.items():
+        if name.startswith(XATTR_META):
+            h[META_PREFIX + name[len(XATTR_META):].decode("latin-1")] = value.decode("latin-1")
+    if inode.extra.get("tags"):
+        h["x-amz-tagging-count"] = str(len(inode.extra["tags"]))
+    return h
+
+
+async def get_object(ctx: Ctx) -> web.StreamResponse:
+    fs = ctx.door.fs
+    head = ctx.request.method == "HEAD"
+    opened = await fs.get_object(ctx.caller, ctx.bucket, ctx.key)
+    inode = opened.inode
+    check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
+    xattrs = await fs.object_xattrs(ctx.caller, ctx.bucket, ctx.key)
+    headers = _object_headers(ctx, inode, xattrs)
+    size = inode.size
+    status = 200
+    start, end = 0, size
+    part = ctx.query.get("partNumber")
+    if part is not None:
+        if "range" in ctx.headers:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
+        n = parse_int(part, "partNumber", 1, 1, 10000)
+        rng = part_range(inode, n)
+        if rng is None:
+            raise S3Error("InvalidPartNumber", "The requested partnumber is not satisfiable", status=416)
+        start, end = rng
+        parts = inode.extra.get("parts")
+        if parts:
+            headers["x-amz-mp-parts-count"] = str(len(parts))
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    else:
+        rng = parse_range(ctx.headers.get("range"), size)
+        if rng is not None:
+            start, end = rng
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    # A full-object checksum describes the whole body only: never on a partial one.
+    if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and status == 200:
+        headers.update(_checksum_headers(inode))
+    for param, header in RESPONSE_OVERRIDES.items():
+        if param in ctx.query:
+            headers[header] = ctx.query[param]
+    headers["Content-Length"] = str(end - start)
+    if head:
+        return web.Response(status=status, headers=headers)
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = end - start
+    await resp.prepare(ctx.request)
+    try:
+        async for piece in opened.stream(start, end):
+            await resp.write(piece)
+    except FsError as e:
+        # Headers are gone already: cut the connection so the client sees a short body.
+        raise ConnectionResetError(f"read failed mid-body: {e}") from e
+    await resp.write_eof()
+    return resp
+
+
+async def delete_object(ctx: Ctx) -> web.StreamResponse:
+    try:
+        await ctx.door.fs.delete_object(ctx.caller, ctx.bucket, ctx.key)
+    except NoSuchBucket:
+        raise
+    except NotFound:
+        pass  # deleting a missing key succeeds, as on S3
+    return web.Response(status=204)
+
+
+async def delete_objects(ctx: Ctx) -> web.StreamResponse:
+    raw = await ctx.request.content.read(MAX_DELETE_BODY + 1)
+    if len(raw) > MAX_DELETE_BODY:
+        raise S3Error("MalformedXML", "The Delete body is too large")
+    body = Body(_OneShot(raw), {**ctx.headers, "content-length": str(len(raw))}, ctx.verified)
+    async for _ in body.pieces():
+        pass
+    body.verify(len(raw), hashlib.md5(raw).hexdigest())
+    try:
+        quiet, keys = xml.parse_delete(raw)
+    except xml.XmlError as e:
+        raise S3Error(e.code, e.message) from e
+    await ctx.door.fs.head_bucket(ctx.caller, ctx.bucket)
+    deleted: list[str] = []
+    errors: list[tuple[str, str, str]] = []
+    for key, _version in keys:
+        if not key:
+            errors.append((key, "UserKeyMustBeSpecified", "The key must not be empty"))
+            continue
+        try:
+            await ctx.door.fs.delete_object(ctx.caller, ctx.bucket, key)
+            deleted.append(key)
+        except NotFound:
+            deleted.append(key)
+        except FsError as e:
+            err = from_fs_error(e)
+            errors.append((key, err.code, err.message))
+    return xml_response(xml.delete_result([] if quiet else deleted, errors, ctx.query.get("encoding-type")))
+
+
+class _OneShot:
+    """A body already read, shaped like aiohttp's StreamReader for Body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def iter_chunked(self, n: int):  # type: ignore[no-untyped-def]
+        if self._data:
+            yield self._data
+
+    async def iter_any(self):  # type: ignore[no-untyped-def]
+        if self._data:
+            yield self._data
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    src = value.split("?", 1)
+    if len(src) == 2 and src[1] and src[1] != "versionId=null":
+        raise S3Error("NotImplemented", "Versioned copy sources are not supported")
+    path = decode_component(src[0], "copy source").lstrip("/")
+    bucket, _, key = path.partition("/")
+    if not bucket or not key:
+        raise S3Error("InvalidArgument", "Copy Source must mention the source bucket and key: sourcebucket/sourcekey")
+    return bucket, key
+
+
+async def copy_object(ctx: Ctx) -> web.StreamResponse:
+    src_bucket, src_key = parse_copy_source(ctx.headers["x-amz-copy-source"])
+    directive = ctx.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise S3Error("InvalidArgument", "Unknown metadata directive.")
+    tag_directive = ctx.headers.get("x-amz-tagging-directive", "COPY").upper()
+
+    def source_ok(src: Inode | None) -> None:
+        assert src is not None
+        check_conditions(ctx.headers, object_etag(src), src.mtime_ns, prefix="x-amz-copy-source-")
+
+    kwargs: dict[str, Any] = {}
+    if directive == "REPLACE":
+        extra = _object_extra(ctx)
+        kwargs = {"content_type": ctx.headers.get("content-type", ""),
+                  "extra": extra, "xattrs": user_metadata(ctx.headers)}
+    elif tag_directive == "REPLACE":
+        raise S3Error("NotImplemented", "x-amz-tagging-directive REPLACE needs metadata directive REPLACE")
+    same = (src_bucket, src_key) == (ctx.bucket, ctx.key)
+    if same and directive == "COPY":
+        raise S3Error("InvalidRequest", "This copy request is illegal because it is trying to copy an object "
+                      "to itself without changing the object's metadata, storage class, website redirect "
+                      "location or encryption attributes.")
+    inode = await ctx.door.fs.copy_object(ctx.caller, src_bucket, src_key, ctx.bucket, ctx.key,
+                                          precondition=source_ok, **kwargs)
+    body = xml.copy_object_result(object_etag(inode), ts(inode.mtime_ns),
+                                  inode.extra.get("checksums", {}))
+    return xml_response(body)
+
+
+async def put_tagging(ctx: Ctx) -> web.StreamResponse:
+    raw = await ctx.request.content.read(64 * 1024 + 1)
+    try:
+        tags = xml.parse_tagging(raw)
+    except xml.XmlError as e:
+        raise S3Error(e.code, e.message) from e
+    await ctx.door.fs.set_object_extra(ctx.caller, ctx.bucket, ctx.key, "tags", [list(t) for t in tags])
+    return web.Response(status=200)
+
+
+async def get_tagging(ctx: Ctx) -> web.StreamResponse:
+    inode = await ctx.door.fs.stat_object(ctx.caller, ctx.bucket, ctx.key)
+    return xml_response(xml.tagging([tuple(t) for t in inode.extra.get("tags", [])]))
+
+
+async def delete_tagging(ctx: Ctx) -> web.StreamResponse:
+    await ctx.door.fs.set_object_extra(ctx.caller, ctx.bucket, ctx.key, "tags", None)
+    return web.Response(status=204)
+
+
+async def get_attributes(ctx: Ctx) -> web.StreamResponse:
+    wanted = {a.strip() for a in ctx.headers.get("x-amz-object-attributes", "").split(",") if a.strip()}
+    if not wanted:
+        raise S3Error("InvalidArgument", "x-amz-object-attributes header specifying the attributes to be "
+                      "retrieved is either missing or empty")
+    inode = await ctx.door.fs.stat_object(ctx.caller, ctx.bucket, ctx.key)
+    check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
+    parts = inode.extra.get("parts")
+    body = xml.get_object_attributes(
+        etag=object_etag(inode) if "ETag" in wanted else None,
+        size=inode.size if "ObjectSize" in wanted else None,
+        storage_class="STANDARD" if "StorageClass" in wanted else None,
+        checksums=inode.extra.get("checksums", {}) if "Checksum" in wanted else None,
+        parts_count=len(parts) if parts and "ObjectParts" in wanted else None)
+    return web.Response(status=200, body=body, content_type=XML,
+                        headers={"Last-Modified": http_date(inode.mtime_ns)})
+
