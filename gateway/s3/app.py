@@ -162,7 +162,7 @@ class S3Door:
             secret, caller = ident
             ctx.verified = sigv4.verify(req, auth, secret, now())
         except sigv4.AuthError as e:
-            raise S3Error(e.code, e.message) from e
+            raise S3Error(e.code, e.message, **e.extra) from e
         ctx.access_key = auth.credential.access_key
         ctx.caller = caller
 

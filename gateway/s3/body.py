@@ -143,6 +143,8 @@ class Body:
                         self._trailers[ev.name] = ev.value
                     elif isinstance(ev, chunked.End):
                         ended = True
+                        if self.signed_chunks and self._trailer_alg is not None:
+                            self._check_trailer(prev)
             dec.close()
         except chunked.ChunkedError as e:
             raise S3Error(e.code if e.code in ("IncompleteBody", "InvalidRequest") else "InvalidRequest",
@@ -157,6 +159,18 @@ class Body:
             raise S3Error("SignatureDoesNotMatch",
                           "The request signature we calculated does not match the signature you provided.")
         return claimed.lower()
+
+    def _check_trailer(self, prev: str) -> None:
+        """STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER: the trailers are signed too,
+        chained to the final chunk's signature."""
+        assert self._verified is not None
+        claimed = self._trailers.get("x-amz-trailer-signature")
+        if claimed is None:
+            raise S3Error("IncompleteBody", "The signed trailer has no x-amz-trailer-signature")
+        expected = sigv4.trailer_signature(self._verified, prev,
+                                           sigv4.canonical_trailer(self._trailers.items()))
+        if not hmac.compare_digest(expected, claimed.lower()):
+            raise S3Error("SignatureDoesNotMatch", "The trailer signature does not match.")
 
     def verify(self, size: int, md5_hex: str) -> dict[str, Any]:
         """Every claim about the body, checked once it is all stored; returns the

@@ -32,10 +32,10 @@ def test_ready_reports_503_when_the_chunk_store_is_unusable(gateway: Gateway) ->
     assert gateway.get("/_samebytes/health/ready")[0] == 200
 
 
-def test_unimplemented_s3_requests_get_an_s3_xml_error(gateway: Gateway) -> None:
+def test_anonymous_s3_requests_get_an_s3_xml_error(gateway: Gateway) -> None:
     status, body = gateway.get("/some-bucket/some-key")
-    assert status == 501
-    assert b"<Code>NotImplemented</Code>" in body
+    assert status == 403
+    assert b"<Code>AccessDenied</Code>" in body
 
 
 def test_generated_root_credentials_are_kept_private_and_reused(tmp_path: Path) -> None:
