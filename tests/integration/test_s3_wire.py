@@ -206,3 +206,24 @@ def test_a_client_that_disconnects_mid_body_leaves_nothing_behind(gateway: Gatew
         time.sleep(0.1)
     assert files == []
     assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
+
+
+def test_virtual_host_style_addressing_with_a_domain(tmp_path) -> None:
+    from tests.conftest import start_gateway
+    gw = start_gateway(tmp_path / "data", "--domain", "s3.test")
+    try:
+        s3 = s3_client(gw)
+        s3.create_bucket(Bucket="vhost")
+        host = f"vhost.s3.test:{gw.s3_port}"
+        req = AWSRequest(method="PUT", url=f"http://{host}/dir/key.txt", data=b"virtual",
+                         headers={"Content-Length": "7"})
+        _Signer(gw, hashlib.sha256(b"virtual").hexdigest()).add_auth(req)
+        status, resp = send(gw, "PUT", "/dir/key.txt", {**dict(req.headers.items()), "Host": host}, b"virtual")
+        assert status == 200, resp
+        assert s3.get_object(Bucket="vhost", Key="dir/key.txt")["Body"].read() == b"virtual"
+        req = AWSRequest(method="GET", url=f"http://{host}/?list-type=2", headers={})
+        _Signer(gw, EMPTY).add_auth(req)
+        status, resp = send(gw, "GET", "/?list-type=2", {**dict(req.headers.items()), "Host": host})
+        assert status == 200 and b"<Key>dir/key.txt</Key>" in resp
+    finally:
+        gw.stop()
