@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from chunkstore import ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull

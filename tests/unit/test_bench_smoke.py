@@ -35,7 +35,7 @@ def test_bench_vfs_quick_reports_positive_figures(tmp_path: Path) -> None:
     for name, fig in figures.items():
         for field in ("samebytes", "limit", "ratio"):
             assert _positive(fig[field]), f"{name}.{field} = {fig[field]!r}"
-        assert math.isclose(fig["ratio"], fig["samebytes"] / fig["limit"], rel_tol=1e-3), name
+        assert math.isclose(fig["ratio"], fig["samebytes"] / fig["limit"], rel_tol=1e-3, abs_tol=1e-4), name  # ratio is rounded to 4 places
         assert fig["unit"] and fig["limit_is"], name
         assert fig["rounds"] >= 3, name
         for other, ref in fig.get("other_references", {}).items():

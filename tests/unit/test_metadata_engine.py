@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import multiprocessing
 import os
 import subprocess
@@ -11,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import lmdb
 import pytest
 
 from metadata import EngineIOError, open_engine
