@@ -5,7 +5,7 @@ VENV        := .venv
 STAMP       := $(VENV)/.installed
 # System packages the tests drive (FUSE, libnfs client tools, S3 clients). libfuse3-dev and
 # pkg-config are here so that pyfuse3 builds once it joins the dependencies.
-DEB_PACKAGES := fuse3 libfuse3-dev pkg-config libnfs-utils rclone s3fs s3cmd
+DEB_PACKAGES := fuse3 libfuse3-dev pkg-config libnfs-utils rclone s3fs s3cmd awscli openssl
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 

@@ -119,11 +119,11 @@ async def serve(cfg: ServeConfig) -> None:
         site = web.TCPSite(runner, cfg.s3_host, cfg.s3_port, reuse_address=True,
                            ssl_context=ssl_ctx)
         await site.start()
-        _announce(cfg, creds)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        _announce(cfg, creds)  # only once a SIGTERM would stop us cleanly
         collector = asyncio.create_task(_collector(fs, cfg))
         await stop.wait()
         log.info("stopping: finishing in-flight requests")

@@ -204,7 +204,7 @@ class S3Door:
     def error_response(self, request: web.Request, ctx: Ctx | None, e: S3Error) -> web.Response:
         rid = ctx.request_id if ctx else "0"
         headers = {"x-amz-request-id": rid, **e.headers}
-        if e.status >= 500:
+        if e.status >= 500 and e.code != "NotImplemented":
             log.error("%s %s -> %s: %s", request.method, request.path, e.code, e.message)
         if request.method == "HEAD" or e.status == 304:
             return web.Response(status=e.status, headers=headers)

@@ -101,12 +101,13 @@ def encoding_type(ctx: Ctx) -> str | None:
 
 
 def _entries(ctx: Ctx, page: ListPage, fetch_owner: bool) -> list[xml.ObjectEntry]:
+    from .objects import object_etag  # objects imports this module
     out = []
     for key, inode in page.keys:
         oid, oname = owner_of(ctx, inode) if fetch_owner else (None, None)
         algs = list(inode.extra.get("checksums", {}))
         out.append(xml.ObjectEntry(
-            key=key_str(key), last_modified=ts(inode.mtime_ns), etag=inode.etag or "",
+            key=key_str(key), last_modified=ts(inode.mtime_ns), etag=object_etag(inode),
             size=inode.size if not inode.is_dir else 0, owner_id=oid, owner_name=oname,
             checksum_algorithm=algs[0] if algs else None))
     return out

@@ -35,11 +35,18 @@ def quote_etag(etag: str) -> str:
     return f'"{etag}"'
 
 
+EMPTY_MD5 = hashlib.md5(b"").hexdigest()
+
+
 def object_etag(inode: Inode) -> str:
     """The stored ETag, or for a file changed through a mount without a sequential
-    MD5, a stable non-MD5 form derived from its identity and change time."""
+    MD5, a stable non-MD5 form derived from its identity and change time. A folder
+    key (`dir/`) reads as an empty body: its ETag is the MD5 of no bytes, as on S3
+    (SDKs such as aws-sdk-java v1 check a PUT's ETag against the body's MD5)."""
     if inode.etag:
         return inode.etag
+    if inode.is_dir:
+        return EMPTY_MD5
     h = hashlib.md5(f"{inode.ino}:{inode.size}:{inode.mtime_ns}:{inode.ctime_ns}".encode()).hexdigest()
     return f"{h}-0"
 

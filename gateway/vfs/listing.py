@@ -9,6 +9,7 @@ is done per key beyond reading its inode.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -61,20 +62,26 @@ def list_page(txn: Txn, bucket_ino: int, *, prefix: bytes = b"", delimiter: byte
     cut = prefix.rfind(b"/")
     dir_path, name_prefix = (prefix[:cut], prefix[cut + 1:]) if cut >= 0 else (b"", prefix)
     ino = bucket_ino
+    folder: Inode | None = None
     if dir_path:
         for seg in dir_path.split(b"/"):
             found = ns.lookup(txn, ino, seg) if seg else None
             if found is None or not found[1].endswith(b"/"):
                 return page  # no directory holds keys with this prefix
-            inode = ns.get_inode(txn, found[0])
-            if inode is None or not can_list(inode):
+            folder = ns.get_inode(txn, found[0])
+            if folder is None or not can_list(folder):
                 return page
             ino = found[0]
     base = dir_path + b"/" if dir_path else b""
     delim = delimiter or None
     roll = delim == b"/"
     last_prefix: bytes | None = None
-    for key, inode in _walk(txn, ino, base, name_prefix, after, roll, can_list):
+    walk = _walk(txn, ino, base, name_prefix, after, roll, can_list)
+    if folder is not None and not name_prefix and (
+            folder.flags & FLAG_MARKER or ns.is_empty_dir(txn, ino)):
+        # A prefix "dir/" names the folder's own key first, when it is one.
+        walk = itertools.chain([(base, folder)], walk)
+    for key, inode in walk:
         if delim is not None:
             rel = key[len(prefix):]
             i = rel.find(delim)

@@ -150,3 +150,17 @@ def test_listing_matches_the_s3_model(keys: list[str], prefix: str, delimiter: s
     got = asyncio.run(run())
     expected = model([k.encode() for k in keys], prefix.encode(), delimiter.encode() if delimiter else None)
     assert got == expected
+
+
+async def test_a_prefix_naming_a_folder_lists_the_folders_own_key_first(vfs: Filesystem) -> None:
+    await vfs.create_bucket(ROOT, "bkt")
+    await vfs.put_object(ROOT, "bkt", "f/", body_of())
+    await vfs.put_object(ROOT, "bkt", "f/x", body_of(b"x"))
+    await vfs.put_object(ROOT, "bkt", "g/", body_of())
+    assert await list_all(vfs, prefix="f/") == ([b"f/", b"f/x"], [])
+    assert await list_all(vfs, prefix="f/", delimiter="/") == ([b"f/", b"f/x"], [])
+    assert await list_all(vfs, prefix="g/") == ([b"g/"], [])
+    page = await vfs.list_objects(ROOT, "bkt", prefix="f/", after="f/")
+    assert [k for k, _ in page.keys] == [b"f/x"]
+    await vfs.put_object(ROOT, "bkt", "h/y", body_of(b"y"))  # an implicit folder is no key
+    assert await list_all(vfs, prefix="h/") == ([b"h/y"], [])
