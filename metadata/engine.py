@@ -279,8 +279,8 @@ class LmdbEngine:
                     op.done(None, err)
                 return
             self.commits += 1
-            for op, (result, exc) in zip(batch, results):
-                op.done(result, exc)
+            for op, (result, failure) in zip(batch, results):
+                op.done(result, failure)
             if time.monotonic() - self._last_reader_check > READER_CHECK_SECONDS:
                 self.env.reader_check()
                 self._last_reader_check = time.monotonic()

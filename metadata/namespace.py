@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 from .engine import Txn
 from .schema import (
@@ -304,12 +305,12 @@ def part_number(b: bytes) -> int:
 
 # -- identities ------------------------------------------------------------------------------
 
-def get_identity(txn: Txn, access_key: str) -> dict[str, object] | None:
+def get_identity(txn: Txn, access_key: str) -> dict[str, Any] | None:
     raw = txn.get("identity", access_key.encode())
     return decode_json(raw) if raw is not None else None
 
 
-def put_identity(txn: Txn, access_key: str, record: dict[str, object]) -> None:
+def put_identity(txn: Txn, access_key: str, record: dict[str, Any]) -> None:
     txn.put("identity", access_key.encode(), encode_json(record))
 
 
@@ -317,22 +318,22 @@ def put_identity(txn: Txn, access_key: str, record: dict[str, object]) -> None:
 # An upload's parts own their chunks (refs counted like a file's extents), so completing
 # an upload moves extents to the new inode and copies no bytes, and aborting frees them.
 
-def put_upload(txn: Txn, upload_id: bytes, record: dict[str, object]) -> None:
+def put_upload(txn: Txn, upload_id: bytes, record: dict[str, Any]) -> None:
     txn.put("upload", upload_id, encode_json(record))
 
 
-def get_upload(txn: Txn, upload_id: bytes) -> dict[str, object] | None:
+def get_upload(txn: Txn, upload_id: bytes) -> dict[str, Any] | None:
     raw = txn.get("upload", upload_id)
     return decode_json(raw) if raw is not None else None
 
 
-def uploads(txn: Txn, start: bytes = b"") -> Iterator[tuple[bytes, dict[str, object]]]:
+def uploads(txn: Txn, start: bytes = b"") -> Iterator[tuple[bytes, dict[str, Any]]]:
     for key, value in txn.range("upload", start):
         yield key, decode_json(value)
 
 
 def put_part(txn: Txn, upload_id: bytes, number: int, exts: list[Extent],
-             record: dict[str, object], now_ns: int) -> None:
+             record: dict[str, Any], now_ns: int) -> None:
     """Store (or replace) part `number`: its record and the extents of its bytes."""
     drop_part(txn, upload_id, number, now_ns)
     rec = dict(record)
@@ -343,7 +344,7 @@ def put_part(txn: Txn, upload_id: bytes, number: int, exts: list[Extent],
     txn.put("part", part_key(upload_id, number), encode_json(rec))
 
 
-def parts(txn: Txn, upload_id: bytes, after: int = 0) -> Iterator[tuple[int, dict[str, object], list[Extent]]]:
+def parts(txn: Txn, upload_id: bytes, after: int = 0) -> Iterator[tuple[int, dict[str, Any], list[Extent]]]:
     for key, value in txn.prefix("part", upload_id, struct.pack(">I", after + 1)):
         rec = decode_json(value)
         exts = [decode_extent(o, bytes.fromhex(h)) for o, h in zip(rec.pop("offsets"), rec.pop("extents"))]

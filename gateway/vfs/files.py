@@ -33,7 +33,7 @@ class WriteBuffer:
     def end(self) -> int:
         return self.starts[-1] + len(self.datas[-1]) if self.starts else 0
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
+    def write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
         end = offset + len(data)

@@ -24,7 +24,7 @@ from metadata import Txn
 from metadata import namespace as ns
 
 if TYPE_CHECKING:
-    from .fs import Filesystem
+    from .core import Core as Filesystem
 
 BATCH = 512
 
@@ -47,7 +47,7 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
     cutoff = now - int(grace_seconds * 1e9)
 
     # 0. Chunks spilled by writers that died before committing them.
-    from .fs import MY_PID, MY_START, process_start_time
+    from .core import MY_PID, MY_START, process_start_time
     mine = {c.chunk_id for f in fs._open.values() for c in f.spilled.chunks}
 
     def abandoned(cid: int, pid: int, start: int) -> bool:

@@ -16,7 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from metadata import Extent, Inode, Txn
 from metadata import namespace as ns
@@ -24,11 +24,9 @@ from metadata import namespace as ns
 from . import data
 from .errors import AccessDenied, Invalid, InvalidKey, NotFound
 from .keys import split_key
-from .objects import OBJECT_MODE, BeforeCommit, KeyConflict, Precondition, _name
+from .objects import OBJECT_MODE, BeforeCommit, KeyConflict, ObjectOps, Precondition, _name
 from .perms import Caller
 
-if TYPE_CHECKING:
-    from .fs import Filesystem
 
 MIN_PART_SIZE = 5 << 20    # S3's minimum for every part but the last
 MAX_PART_NUMBER = 10000
@@ -92,10 +90,10 @@ def multipart_etag(part_md5s: list[str]) -> str:
     return f"{digest}-{len(part_md5s)}"
 
 
-class MultipartOps:
-    """Mixed into Filesystem."""
+class MultipartOps(ObjectOps):
+    """Multipart uploads, on top of the object half."""
 
-    def _upload(self: Filesystem, txn: Txn, caller: Caller, bucket: str, key: str,
+    def _upload(self, txn: Txn, caller: Caller, bucket: str, key: str,
                 upload_id: str) -> Upload:
         rec = ns.get_upload(txn, upload_id.encode())
         if rec is None or rec["bucket"] != bucket or rec["key"] != key:
@@ -105,7 +103,7 @@ class MultipartOps:
             raise AccessDenied("the upload belongs to another user")
         return up
 
-    async def create_upload(self: Filesystem, caller: Caller, bucket: str, key: str, *,
+    async def create_upload(self, caller: Caller, bucket: str, key: str, *,
                             content_type: str = "", extra: dict[str, Any] | None = None,
                             xattrs: dict[bytes, bytes] | None = None) -> str:
         segs, is_dir = split_key(key)
@@ -126,7 +124,7 @@ class MultipartOps:
         await self._write(op)
         return upload_id
 
-    async def _store_part(self: Filesystem, caller: Caller, bucket: str, key: str, upload_id: str,
+    async def _store_part(self, caller: Caller, bucket: str, key: str, upload_id: str,
                           number: int, written: data.Written, size: int, md5: str,
                           extra: dict[str, Any]) -> Part:
         now = time.time_ns()
@@ -145,7 +143,7 @@ class MultipartOps:
             await data.discard(self.chunks, written)
             raise
 
-    async def upload_part(self: Filesystem, caller: Caller, bucket: str, key: str, upload_id: str,
+    async def upload_part(self, caller: Caller, bucket: str, key: str, upload_id: str,
                           number: int, body: AsyncIterator[bytes], *,
                           before_commit: BeforeCommit | None = None) -> Part:
         if not 1 <= number <= MAX_PART_NUMBER:
@@ -160,7 +158,7 @@ class MultipartOps:
             raise
         return await self._store_part(caller, bucket, key, upload_id, number, written, size, md5, extra)
 
-    async def upload_part_copy(self: Filesystem, caller: Caller, bucket: str, key: str,
+    async def upload_part_copy(self, caller: Caller, bucket: str, key: str,
                                upload_id: str, number: int, src_bucket: str, src_key: str,
                                start: int = 0, end: int | None = None,
                                precondition: Precondition | None = None) -> Part:
@@ -204,7 +202,7 @@ class MultipartOps:
 
         return await self._write(op)
 
-    async def complete_upload(self: Filesystem, caller: Caller, bucket: str, key: str,
+    async def complete_upload(self, caller: Caller, bucket: str, key: str,
                               upload_id: str, parts: list[tuple[int, str]], *,
                               min_part_size: int = MIN_PART_SIZE,
                               precondition: Precondition | None = None,
@@ -261,7 +259,7 @@ class MultipartOps:
 
         return await self._write(op)
 
-    async def abort_upload(self: Filesystem, caller: Caller, bucket: str, key: str,
+    async def abort_upload(self, caller: Caller, bucket: str, key: str,
                            upload_id: str) -> None:
         now = time.time_ns()
 
@@ -272,7 +270,7 @@ class MultipartOps:
 
         await self._write(op)
 
-    async def list_parts(self: Filesystem, caller: Caller, bucket: str, key: str, upload_id: str,
+    async def list_parts(self, caller: Caller, bucket: str, key: str, upload_id: str,
                          after: int = 0, max_parts: int = 1000) -> tuple[Upload, list[Part], bool]:
         def op(txn: Txn) -> tuple[Upload, list[Part], bool]:
             up = self._upload(txn, caller, bucket, key, upload_id)
@@ -284,7 +282,7 @@ class MultipartOps:
             return up, out, False
         return self._read(op)
 
-    async def list_uploads(self: Filesystem, caller: Caller, bucket: str, *, prefix: str = "",
+    async def list_uploads(self, caller: Caller, bucket: str, *, prefix: str = "",
                            delimiter: str = "", key_marker: str = "", upload_id_marker: str = "",
                            max_uploads: int = 1000) -> tuple[list[Upload], list[str], bool]:
         """In-progress uploads in (key, upload id) order, after the markers."""
@@ -321,7 +319,7 @@ class MultipartOps:
             return uploads, prefixes, False
         return self._read(op)
 
-    def readable_object(self: Filesystem, txn: Txn, caller: Caller, bucket: str, key: str) -> Inode:
+    def readable_object(self, txn: Txn, caller: Caller, bucket: str, key: str) -> Inode:
         from .perms import R, check
         src = self._object(txn, caller, bucket, key)[0]
         check(caller, src, R)

@@ -18,7 +18,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chunkstore import ChunkStore
 from metadata import FLAG_IMPLICIT, FLAG_MARKER, Extent, Inode, ROOT_INO, Txn
@@ -30,10 +30,9 @@ from .errors import (
 )
 from .keys import check_bucket_name, split_key
 from .listing import ListPage, list_page
+from .core import Core
 from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_sticky
 
-if TYPE_CHECKING:
-    from .fs import Filesystem
 
 OBJECT_MODE = stat.S_IFREG | 0o644
 DIR_MODE = stat.S_IFDIR | 0o755
@@ -85,18 +84,18 @@ def _name(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-class ObjectOps:
-    """Mixed into Filesystem; uses its transaction helpers."""
+class ObjectOps(Core):
+    """The object (S3) half of the vfs."""
 
     # -- buckets ---------------------------------------------------------------------
 
-    def _bucket(self: Filesystem, txn: Txn, bucket: str) -> Inode:
+    def _bucket(self, txn: Txn, bucket: str) -> Inode:
         found = ns.lookup(txn, ROOT_INO, bucket.encode())
         if found is None or not found[1].endswith(b"/"):
             raise NoSuchBucket(f"no bucket {bucket!r}")
         return self._inode(txn, found[0])
 
-    async def create_bucket(self: Filesystem, caller: Caller, bucket: str, mode: int = 0o755) -> Inode:
+    async def create_bucket(self, caller: Caller, bucket: str, mode: int = 0o755) -> Inode:
         """Any identity may create a bucket: the bucket namespace belongs to S3, not
         to the root directory's mode bits. The caller owns it."""
         check_bucket_name(bucket)
@@ -117,7 +116,7 @@ class ObjectOps:
 
         return await self._write(op)
 
-    async def delete_bucket(self: Filesystem, caller: Caller, bucket: str) -> None:
+    async def delete_bucket(self, caller: Caller, bucket: str) -> None:
         now = time.time_ns()
 
         def op(txn: Txn) -> None:
@@ -138,14 +137,14 @@ class ObjectOps:
 
         await self._write(op)
 
-    async def head_bucket(self: Filesystem, caller: Caller, bucket: str) -> Inode:
+    async def head_bucket(self, caller: Caller, bucket: str) -> Inode:
         def op(txn: Txn) -> Inode:
             b = self._bucket(txn, bucket)
             check(caller, b, X)
             return b
         return self._read(op)
 
-    async def list_buckets(self: Filesystem, caller: Caller) -> list[tuple[str, Inode]]:
+    async def list_buckets(self, caller: Caller) -> list[tuple[str, Inode]]:
         """Top-level directories with valid bucket names that the caller can enter."""
         def op(txn: Txn) -> list[tuple[str, Inode]]:
             out = []
@@ -163,12 +162,12 @@ class ObjectOps:
             return out
         return self._read(op)
 
-    def bucket_settings(self: Filesystem, bucket: str) -> dict[str, Any]:
+    def bucket_settings(self, bucket: str) -> dict[str, Any]:
         """S3 settings of a bucket ({} when none were set)."""
         raw = self._read(lambda txn: txn.get("bucket", bucket.encode()))
         return ns.decode_json(raw) if raw else {}
 
-    async def set_bucket_settings(self: Filesystem, caller: Caller, bucket: str, **settings: Any) -> None:
+    async def set_bucket_settings(self, caller: Caller, bucket: str, **settings: Any) -> None:
         """Change S3 settings (e.g. public=True); owner or root only."""
         def op(txn: Txn) -> None:
             b = self._bucket(txn, bucket)
@@ -182,7 +181,7 @@ class ObjectOps:
 
     # -- paths ---------------------------------------------------------------------------
 
-    def _walk(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+    def _walk(self, txn: Txn, caller: Caller, bucket: str,
               segs: list[bytes]) -> list[tuple[Inode, bytes, bytes, int]]:
         """The directories down to segs' parent: [(dir, name, sortname, seq)], bucket first."""
         b = self._bucket(txn, bucket)
@@ -201,7 +200,7 @@ class ObjectOps:
         check(caller, cur, X)
         return chain
 
-    def _make_parents(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+    def _make_parents(self, txn: Txn, caller: Caller, bucket: str,
                       segs: list[bytes], now: int) -> Inode:
         cur = self._bucket(txn, bucket)
         for i, seg in enumerate(segs):
@@ -224,7 +223,7 @@ class ObjectOps:
         check_modify_dir(caller, cur)
         return cur
 
-    def _prune(self: Filesystem, txn: Txn, chain: list[tuple[Inode, bytes, bytes, int]], now: int) -> None:
+    def _prune(self, txn: Txn, chain: list[tuple[Inode, bytes, bytes, int]], now: int) -> None:
         """Remove implicit directories that are now empty, deepest first (never the bucket)."""
         for depth in range(len(chain) - 1, 0, -1):
             d, _, sname, seq = chain[depth]
@@ -240,7 +239,7 @@ class ObjectOps:
 
     # -- objects ----------------------------------------------------------------------------
 
-    async def put_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+    async def put_object(self, caller: Caller, bucket: str, key: str | bytes,
                          body: AsyncIterator[bytes], *, content_type: str = "",
                          extra: dict[str, Any] | None = None,
                          xattrs: dict[bytes, bytes] | None = None,
@@ -299,7 +298,7 @@ class ObjectOps:
             await self._discard(written)
             raise
 
-    def _install(self: Filesystem, txn: Txn, parent: Inode, name: bytes,
+    def _install(self, txn: Txn, parent: Inode, name: bytes,
                  found: tuple[int, bytes, int] | None, old: Inode | None, node: Inode,
                  exts: list[Extent], xattrs: dict[bytes, bytes], now: int) -> None:
         """Swap a new object inode in under name (rename-over of any old one)."""
@@ -313,10 +312,10 @@ class ObjectOps:
         if old is not None:
             self._drop_link(txn, old, now)
 
-    async def _discard(self: Filesystem, written: data.Written) -> None:
+    async def _discard(self, written: data.Written) -> None:
         await data.discard(self.chunks, written)
 
-    def _precheck(self: Filesystem, txn: Txn, caller: Caller, bucket: str, segs: list[bytes]) -> None:
+    def _precheck(self, txn: Txn, caller: Caller, bucket: str, segs: list[bytes]) -> None:
         cur = self._bucket(txn, bucket)
         for i, seg in enumerate(segs[:-1]):
             check(caller, cur, X)
@@ -330,7 +329,7 @@ class ObjectOps:
             cur = self._inode(txn, found[0])
         check_modify_dir(caller, cur)
 
-    async def _put_folder(self: Filesystem, caller: Caller, bucket: str, segs: list[bytes],
+    async def _put_folder(self, caller: Caller, bucket: str, segs: list[bytes],
                           xattrs: dict[bytes, bytes]) -> Inode:
         now = time.time_ns()
 
@@ -345,7 +344,7 @@ class ObjectOps:
 
         return await self._write(op)
 
-    def _object(self: Filesystem, txn: Txn, caller: Caller, bucket: str,
+    def _object(self, txn: Txn, caller: Caller, bucket: str,
                 key: str | bytes) -> tuple[Inode, list[tuple[Inode, bytes, bytes, int]], bytes, int]:
         segs, is_dir = split_key(key)
         chain = self._walk(txn, caller, bucket, segs[:-1])
@@ -357,14 +356,14 @@ class ObjectOps:
             raise NotFound("no such key")  # a folder that is only a prefix, not a key
         return inode, chain, found[1], found[2]
 
-    async def stat_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes) -> Inode:
+    async def stat_object(self, caller: Caller, bucket: str, key: str | bytes) -> Inode:
         def op(txn: Txn) -> Inode:
             inode = self._object(txn, caller, bucket, key)[0]
             check(caller, inode, R)
             return inode
         return self._read(op)  # committed state only, like get_object: S3 sees closed files
 
-    async def object_xattrs(self: Filesystem, caller: Caller, bucket: str,
+    async def object_xattrs(self, caller: Caller, bucket: str,
                             key: str | bytes) -> dict[bytes, bytes]:
         def op(txn: Txn) -> dict[bytes, bytes]:
             inode = self._object(txn, caller, bucket, key)[0]
@@ -372,7 +371,7 @@ class ObjectOps:
             return dict(ns.list_xattrs(txn, inode.ino))
         return self._read(op)
 
-    async def get_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+    async def get_object(self, caller: Caller, bucket: str, key: str | bytes,
                          start: int = 0, end: int | None = None) -> ObjectRead:
         """Open an object: attributes and a snapshot of all its bytes, from one read txn."""
         def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None]:
@@ -386,13 +385,13 @@ class ObjectOps:
         stop = inode.size if end is None else min(end, inode.size)
         return ObjectRead(inode, min(start, stop), stop, p, self.chunks)
 
-    async def read_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+    async def read_object(self, caller: Caller, bucket: str, key: str | bytes,
                           start: int = 0, end: int | None = None) -> bytes:
         """The whole (or ranged) object in memory: for tests and small objects."""
         r = await self.get_object(caller, bucket, key, start, end)
         return b"".join([piece async for piece in r.body])
 
-    async def set_object_extra(self: Filesystem, caller: Caller, bucket: str, key: str | bytes,
+    async def set_object_extra(self, caller: Caller, bucket: str, key: str | bytes,
                                name: str, value: Any) -> Inode:
         """Set (None: remove) one entry of an object's extra, e.g. its tags. The bytes,
         ETag and mtime stay; ctime moves."""
@@ -411,7 +410,7 @@ class ObjectOps:
 
         return await self._write(op)
 
-    async def delete_object(self: Filesystem, caller: Caller, bucket: str, key: str | bytes) -> None:
+    async def delete_object(self, caller: Caller, bucket: str, key: str | bytes) -> None:
         """Remove key; NotFound when there is no such key (S3 doors answer 204 anyway)."""
         now = time.time_ns()
 
@@ -437,7 +436,7 @@ class ObjectOps:
 
         await self._write(op)
 
-    async def copy_object(self: Filesystem, caller: Caller, src_bucket: str, src_key: str | bytes,
+    async def copy_object(self, caller: Caller, src_bucket: str, src_key: str | bytes,
                           dst_bucket: str, dst_key: str | bytes, *,
                           content_type: str | None = None, extra: dict[str, Any] | None = None,
                           xattrs: dict[bytes, bytes] | None = None,
@@ -479,7 +478,7 @@ class ObjectOps:
 
         return await self._write(op)
 
-    async def list_objects(self: Filesystem, caller: Caller, bucket: str, *,
+    async def list_objects(self, caller: Caller, bucket: str, *,
                            prefix: str | bytes = b"", delimiter: str | bytes | None = None,
                            after: str | bytes | None = None, max_keys: int = 1000) -> ListPage:
         """One page of keys > after under prefix, in byte order (one read txn per page)."""
