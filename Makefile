@@ -3,16 +3,18 @@
 PYTHON      ?= python3
 VENV        := .venv
 STAMP       := $(VENV)/.installed
-# System packages the tests drive (FUSE, libnfs client tools, S3 clients). libfuse3-dev and
-# pkg-config are here so that pyfuse3 builds once it joins the dependencies.
-DEB_PACKAGES := fuse3 libfuse3-dev pkg-config libnfs-utils rclone s3fs s3cmd awscli openssl
+# System packages the gateway itself needs to build and run (pyfuse3 compiles against
+# libfuse3; the FUSE door mounts through fuse3's fusermount3).
+BASE_PACKAGES := fuse3 libfuse3-dev pkg-config
+# ...and the ones the tests drive: NFS and S3 clients, TLS certificates.
+TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 ARGS        ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv deps serve test bench clean
+.PHONY: venv base-deps deps serve test bench clean
 
 venv: $(STAMP)
 
@@ -22,14 +24,14 @@ $(VENV)/bin/python:
 # Reinstall only when pyproject.toml is newer than the stamp. boto3 and aiobotocore must be
 # resolved in this one pip run (aiobotocore pins botocore narrowly). editable_mode=compat
 # puts the source folder on sys.path, so packages added later import without a reinstall.
-$(STAMP): pyproject.toml | $(VENV)/bin/python
+$(STAMP): pyproject.toml | base-deps $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
 # Installs only what is missing: on a warm machine this runs no apt-get and needs no network.
-deps:
+define apt_install
 	@set -e; missing=""; \
-	for p in $(DEB_PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
 	    || missing="$$missing $$p"; \
 	done; \
@@ -40,6 +42,13 @@ deps:
 	  $(APT_GET) update -q; \
 	  $(APT_GET) install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+base-deps:
+	$(call apt_install,$(BASE_PACKAGES))
+
+deps: base-deps
+	$(call apt_install,$(TEST_PACKAGES))
 
 serve: venv
 	$(VENV)/bin/samebytes serve $(ARGS)
