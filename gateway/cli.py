@@ -21,7 +21,37 @@ def _serve(args: argparse.Namespace) -> None:
                     chunk_size=parse_size(args.chunk_size), grace_seconds=args.grace,
                     gc_interval=args.gc_interval, region=args.region, domain=args.domain or None,
                     tls_cert=Path(args.tls_cert) if args.tls_cert else None,
-                    tls_key=Path(args.tls_key) if args.tls_key else None))
+                    tls_key=Path(args.tls_key) if args.tls_key else None,
+                    mount=Path(args.mount) if args.mount else None))
+
+
+def _mount(args: argparse.Namespace) -> None:
+    import signal
+
+    import uvloop
+
+    from .fuse.mount import mount, unmount
+    from .vfs import Filesystem
+
+    async def main() -> None:
+        fs = Filesystem.from_data_dir(Path(args.data), chunk_size=parse_size(args.chunk_size))
+        try:
+            await fs.start()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, unmount)
+            await mount(fs, Path(args.mountpoint), debug=args.debug)
+        finally:
+            await fs.aclose()
+
+    uvloop.run(main())
+
+
+def _umount(args: argparse.Namespace) -> None:
+    import subprocess
+    r = subprocess.run(["fusermount3", "-u", args.mountpoint])
+    if r.returncode:
+        raise SystemExit(r.returncode)
 
 
 def _admin(args: argparse.Namespace, action) -> None:  # type: ignore[no-untyped-def]
@@ -95,7 +125,20 @@ def parser() -> argparse.ArgumentParser:
                    help="serve virtual-host-style requests for BUCKET.DOMAIN")
     s.add_argument("--tls-cert", default=env("TLS_CERT", ""), help="PEM certificate: serve HTTPS")
     s.add_argument("--tls-key", default=env("TLS_KEY", ""), help="PEM private key for --tls-cert")
+    s.add_argument("--mount", default=env("MOUNT", ""),
+                   help="also mount the namespace here with FUSE")
     s.set_defaults(func=_serve)
+
+    m = sub.add_parser("mount", parents=[common], help="mount the namespace with FUSE")
+    m.add_argument("mountpoint")
+    m.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
+    m.add_argument("--chunk-size", default=env("CHUNK_SIZE", "4MiB"), help="chunk size, e.g. 4MiB")
+    m.add_argument("--debug", action="store_true", help="log every FUSE request (libfuse debug)")
+    m.set_defaults(func=_mount)
+
+    um = sub.add_parser("umount", parents=[common], help="unmount a FUSE mount (fusermount3 -u)")
+    um.add_argument("mountpoint")
+    um.set_defaults(func=_umount)
 
     u = sub.add_parser("user", help="manage S3 identities")
     usub = u.add_subparsers(dest="user_command", required=True)

@@ -46,6 +46,7 @@ class ServeConfig:
     domain: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    mount: Path | None = None  # also mount the namespace here with FUSE
 
     @property
     def scheme(self) -> str:
@@ -88,6 +89,11 @@ async def _collector(fs: Filesystem, cfg: ServeConfig) -> None:
             log.exception("collector run failed")
 
 
+def _mount_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the FUSE mount failed", exc_info=task.exception())
+
+
 def _announce(cfg: ServeConfig, creds: Credentials) -> None:
     print(json.dumps({
         "event": "listening",
@@ -125,9 +131,21 @@ async def serve(cfg: ServeConfig) -> None:
             loop.add_signal_handler(sig, stop.set)
         _announce(cfg, creds)  # only once a SIGTERM would stop us cleanly
         collector = asyncio.create_task(_collector(fs, cfg))
+        mounter = None
+        if cfg.mount is not None:
+            from .fuse.mount import mount
+            mounter = asyncio.create_task(mount(fs, cfg.mount))
+            mounter.add_done_callback(_mount_ended)
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
         collector.cancel()
+        if mounter is not None:
+            from .fuse.mount import unmount
+            unmount()
+            try:
+                await asyncio.wait_for(mounter, SHUTDOWN_TIMEOUT)
+            except Exception:
+                log.exception("unmounting %s", cfg.mount)
         await runner.cleanup()
     finally:
         await fs.aclose()
