@@ -7,7 +7,7 @@ STAMP       := $(VENV)/.installed
 # libfuse3; the FUSE door mounts through fuse3's fusermount3).
 BASE_PACKAGES := fuse3 libfuse3-dev pkg-config
 # ...and the ones the tests drive: NFS and S3 clients, TLS certificates.
-TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl
+TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 

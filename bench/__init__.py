@@ -9,6 +9,7 @@ progress goes to stderr.
     python -m bench             # every benchmark (one JSON document, keyed by benchmark)
     python -m bench.vfs         # the vfs layer: small/large objects, metadata, listing
     python -m bench.vfs --quick # small sizes, ~20 s (the smoke test runs this)
+    python -m bench.s3          # the S3 door over HTTP beside moto and nginx (~3 min)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import sys
 import tempfile
@@ -29,7 +31,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs",)
+BENCHMARKS = ("vfs", "s3")
 
 
 def log(msg: str) -> None:
@@ -164,12 +166,13 @@ class Figure:
         return self.others.setdefault(name, (what, []))[1]
 
     def as_dict(self) -> dict[str, Any]:
+        # An empty limit (a skipped peer, its reason in extra) gives limit/ratio None.
         sb = statistics.median(self.samebytes)
-        lim = statistics.median(self.limit)
+        lim = statistics.median(self.limit) if self.limit else 0.0
         per_round = [a / b for a, b in zip(self.samebytes, self.limit) if b > 0]
         out: dict[str, Any] = {
             "samebytes": _r(sb),
-            "limit": _r(lim),
+            "limit": _r(lim) if self.limit else None,
             "ratio": _r(sb / lim, 4) if lim > 0 else None,
             "unit": self.unit,
             "samebytes_is": self.samebytes_is,
@@ -208,6 +211,45 @@ async def interleave(rounds: int, steps: Sequence[tuple[str, Callable[[int], Awa
             out[name].append(v)
             log(f"{label} round {r + 1}/{rounds} {name}: {v:,.1f}")
     return out
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (for a server the benchmark starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_times(pid: int, tid: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads), or of one of its threads,
+    from /proc/PID[/task/TID]/stat (fields 14 and 15, clock ticks)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    with open(path) as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state)
+    return int(fields[11]) / _CLK_TCK, int(fields[12]) / _CLK_TCK
+
+
+def proc_cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process or of one of its threads."""
+    return sum(proc_cpu_times(pid, tid))
+
+
+def system_cpu_times() -> tuple[float, float, float]:
+    """(user, system, iowait) CPU seconds of the whole machine, summed over its cores, from
+    the first line of /proc/stat (user = user + nice, guests included; system = system +
+    irq + softirq + steal: kernel threads such as the journal and writeback count here)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    user, nice, system, _idle, iowait, irq, softirq, steal = v
+    return ((user + nice) / _CLK_TCK, (system + irq + softirq + steal) / _CLK_TCK,
+            iowait / _CLK_TCK)
 
 
 def emit(doc: dict[str, Any]) -> None:

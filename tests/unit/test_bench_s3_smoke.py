@@ -1,0 +1,74 @@
+"""Smoke test for bench/s3.py: `python -m bench.s3 --quick` runs and reports.
+
+No timing thresholds (this machine's speed swings 2-30x within minutes): the test only
+checks that the JSON parses, that every samebytes figure is a positive number, and that
+each peer (moto, nginx) is either measured (positive numbers) or marked skipped with a
+reason, so it passes on a machine without moto or nginx too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIGURES = {"get_4k", "put_4k", "get_64m", "put_64m", "list"}
+# The reference each figure's "limit" is, and the further references it may carry.
+LIMIT_OF = {"get_4k": "nginx", "put_4k": "nginx", "get_64m": "nginx", "put_64m": "nginx",
+            "list": "moto"}
+
+
+def _positive(x: object) -> bool:
+    return (isinstance(x, (int, float)) and not isinstance(x, bool)
+            and math.isfinite(x) and x > 0)
+
+
+@pytest.mark.slow  # ~50 s: starts samebytes, moto and nginx and drives them with wrk
+def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.s3", "--quick", "--data", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads(proc.stdout)
+    assert doc["benchmark"] == "s3"
+    skipped = doc["skipped"]
+    for peer in ("moto", "nginx"):
+        info = doc["servers"][peer]
+        assert ("skipped" in info) == (peer in skipped), (peer, info, skipped)
+        if peer in skipped:
+            assert skipped[peer], f"{peer} skipped without a reason"
+
+    figures = doc["figures"]
+    assert FIGURES <= set(figures), sorted(figures)
+    for name in FIGURES:
+        fig = figures[name]
+        assert _positive(fig["samebytes"]), f"{name}.samebytes = {fig['samebytes']!r}"
+        assert fig["rounds"] >= 3, name
+        assert fig["unit"] and fig["samebytes_is"] and fig["client"], name
+        limit_peer = LIMIT_OF[name]
+        if limit_peer in skipped:
+            assert fig["limit"] is None and fig["ratio"] is None, name
+            assert limit_peer in fig["skipped"], name
+        else:
+            for field in ("limit", "ratio"):
+                assert _positive(fig[field]), f"{name}.{field} = {fig[field]!r}"
+            # ratio is rounded to 4 decimals: compare with that much slack, no more.
+            assert abs(fig["ratio"] - fig["samebytes"] / fig["limit"]) <= 1e-4 + 1e-3 * fig["ratio"], name
+        for other, ref in fig.get("other_references", {}).items():
+            assert _positive(ref["value"]), f"{name}.{other} = {ref['value']!r}"
+            assert other.split("_")[0] not in skipped, (name, other)
+        if "moto" not in skipped and name != "list":
+            assert "moto" in fig["other_references"], name
+        # The CPU the samebytes server spent is reported beside each figure.
+        cpu = fig["cpu"]["samebytes"]
+        assert _positive(cpu["server_cpu_cores"]), (name, cpu)
+        assert cpu["bottleneck"], name
+    assert doc["machine"]["nproc"] >= 1
+    # Every server was stopped and the data directory removed.
+    assert list(tmp_path.iterdir()) == []
