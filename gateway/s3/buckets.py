@@ -107,7 +107,7 @@ def _entries(ctx: Ctx, page: ListPage, fetch_owner: bool) -> list[xml.ObjectEntr
         oid, oname = owner_of(ctx, inode) if fetch_owner else (None, None)
         algs = list(inode.extra.get("checksums", {}))
         out.append(xml.ObjectEntry(
-            key=key_str(key), last_modified=ts(inode.mtime_ns), etag=object_etag(inode),
+            key=key_str(key), last_modified=inode.mtime_ns, etag=object_etag(inode),
             size=inode.size if not inode.is_dir else 0, owner_id=oid, owner_name=oname,
             checksum_algorithm=algs[0] if algs else None))
     return out

@@ -21,6 +21,7 @@ import email.utils
 import hashlib
 import hmac
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -109,6 +110,7 @@ def _utf8(s: str) -> bytes:
         return s.encode("utf-8", "surrogatepass")
 
 
+@lru_cache(maxsize=8192)  # the same segments, dates and credentials recur request after request
 def _aws_quote(raw: str) -> str:
     # Decode to bytes first ('+' stays '+', a stray '%' stays a literal '%', as in
     # urllib and in the door's key decoder), then encode all but A-Za-z0-9-_.~ as %XX.
@@ -139,6 +141,7 @@ def _decode(raw: str) -> str:
     return unquote_to_bytes(_utf8(raw)).decode("utf-8", "replace")
 
 
+@lru_cache(maxsize=1024)
 def _epoch(amz_date: str) -> int:
     t = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ")  # ValueError for 20131324T...
     return calendar.timegm(t.timetuple())
@@ -327,6 +330,7 @@ def string_to_sign(auth: Auth, canonical: str) -> str:
     return f"{ALGORITHM}\n{auth.amz_date}\n{auth.credential.scope}\n{digest}"
 
 
+@lru_cache(maxsize=256)  # four HMACs per request otherwise; one key per identity and day
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     key = _utf8("AWS4" + secret_key)
     for part in (date, region, service, "aws4_request"):

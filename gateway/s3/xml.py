@@ -57,6 +57,8 @@ parse_tagging               64 KiB      10 tags of 128 + 256 characters
 from __future__ import annotations
 
 import re
+import time
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, Sequence
@@ -108,7 +110,7 @@ class ObjectEntry:
     """One ``<Contents>`` of a listing. ``etag`` without quotes."""
 
     key: str
-    last_modified: datetime
+    last_modified: datetime | int  # int: nanoseconds since the epoch
     etag: str
     size: int
     storage_class: str = "STANDARD"
@@ -160,6 +162,9 @@ class CompletedPart:
 # Everything XML 1.0 allows in character data (Char production), inverted.
 _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\r": "&#13;"})
+# Most keys need neither escaping nor replacement: one search instead of sub + translate
+# (escaping was a fifth of a 1000-key listing's CPU).
+_SPECIAL = re.compile("[&<>\"\r]|" + _NOT_XML.pattern)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _ALG = re.compile(r"[A-Za-z0-9]+\Z")
 
@@ -167,6 +172,8 @@ _ALG = re.compile(r"[A-Za-z0-9]+\Z")
 def escape(text: str) -> str:
     """XML character data for ``text``: escaped, and characters XML 1.0 cannot hold
     replaced by U+FFFD."""
+    if _SPECIAL.search(text) is None:
+        return text
     return _NOT_XML.sub("\ufffd", text).translate(_ESCAPES)
 
 
@@ -182,8 +189,18 @@ def url_encode(value: str) -> str:
     return quote_plus(raw, safe="/*").replace("~", "%7E")
 
 
-def timestamp(when: datetime) -> str:
-    """``2026-11-28T13:51:30.123Z``: UTC, milliseconds truncated (never rounded up)."""
+@lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def timestamp(when: datetime | int) -> str:
+    """``2026-11-28T13:51:30.123Z``: UTC, milliseconds truncated (never rounded up).
+    ``when`` is a datetime or nanoseconds since the epoch (what inodes store: listing
+    formats thousands of them, and objects written together share their second)."""
+    if isinstance(when, int):
+        second, ns = divmod(when, 1_000_000_000)
+        return f"{_utc_second(second)}.{ns // 1_000_000:03d}Z"
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     else:
@@ -240,7 +257,7 @@ class _W:
     def flag(self, name: str, value: bool) -> None:
         self.out.append(f"<{name}>{'true' if value else 'false'}</{name}>")
 
-    def time(self, name: str, value: datetime | None) -> None:
+    def time(self, name: str, value: datetime | int | None) -> None:
         if value is not None:
             self.out.append(f"<{name}>{timestamp(value)}</{name}>")
 

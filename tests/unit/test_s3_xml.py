@@ -699,3 +699,17 @@ def test_random_element_trees_raise_only_xml_error(tree: Any, text: str) -> None
         inner = "".join(render(k) for k in kids) if kids else X.escape(text)
         return f"<{tag}>{inner}</{tag}>"
     only_xml_errors(render(tree).encode())
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=-(10**18), max_value=4 * 10**18))
+def test_timestamp_of_nanoseconds_matches_the_datetime_form(ns: int) -> None:
+    from datetime import datetime, timedelta, timezone
+    as_dt = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=ns // 1000)
+    assert X.timestamp(ns) == X.timestamp(as_dt)
+
+
+def test_escape_leaves_plain_text_alone_and_escapes_the_rest() -> None:
+    assert X.escape("dir/plain-key_1.txt") == "dir/plain-key_1.txt"
+    assert X.escape('a&b<c>"d"\re') == "a&amp;b&lt;c&gt;&quot;d&quot;&#13;e"
+    assert X.escape("\x01x\ud800") == "\ufffdx\ufffd"
