@@ -10,6 +10,7 @@ progress goes to stderr.
     python -m bench.vfs         # the vfs layer: small/large objects, metadata, listing
     python -m bench.vfs --quick # small sizes, ~20 s (the smoke test runs this)
     python -m bench.s3          # the S3 door over HTTP beside moto and nginx (~3 min)
+    python -m bench.mount       # the FUSE mount beside the local disk and a pyfuse3 pass-through
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs", "s3")
+BENCHMARKS = ("vfs", "s3", "mount")
 
 
 def log(msg: str) -> None:

@@ -1,0 +1,291 @@
+"""The FUSE door (`samebytes mount`) beside the local disk and a pyfuse3 pass-through.
+
+Three targets, the same jobs, interleaved round by round (disk, passthrough, samebytes,
+disk, ...), medians and ratios:
+
+* disk: a directory on the benchmark's data disk, used directly (the limit).
+* passthrough: bench/passthrough_fs.py, a minimal pyfuse3 file system mirroring a local
+  directory, with the samebytes mount's options (1 MiB requests): the Python FUSE ceiling.
+* samebytes: ``python -m gateway.cli mount MNT --data DIR`` (its own process), in a bucket.
+
+Jobs, each as a program would do it (one thread, plain syscalls):
+
+1. seq_write: a file of SIZE written in 1 MiB pieces, then fsync and close (MB/s).
+2. seq_read_first: the page cache dropped (``/proc/sys/vm/drop_caches``, root; else
+   posix_fadvise DONTNEED on the file), then read in 1 MiB pieces (MB/s).
+3. seq_read_cached: read again at once: the page cache should serve it (MB/s).
+4. rand_read_4k: page cache dropped, POSIX_FADV_RANDOM, 4 KiB preads at random
+   4 KiB-aligned offsets for a fixed time (reads/s).
+5. small_files: create (4 KiB written) + stat + unlink of N files in one directory,
+   each phase over all files (files/s for the whole cycle).
+
+    python -m bench.mount [--quick] [--data DIR] [--rounds N] [--keep]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import Figure, emit, log, machine_info, make_data_dir, parser, remove_data_dir
+
+KiB = 1024
+MiB = 1024 * KiB
+PIECE = MiB
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ("disk", "passthrough", "samebytes")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    file: int           # sequential file size
+    rand_s: float       # random-read phase length
+    small_files: int    # files per small-file cycle
+
+    @staticmethod
+    def pick(quick: bool) -> Sizes:
+        if quick:
+            return Sizes(file=64 * MiB, rand_s=0.5, small_files=300)
+        return Sizes(file=1024 * MiB, rand_s=3.0, small_files=10_000)
+
+
+# -- the mounts --------------------------------------------------------------------------------
+
+
+@dataclass
+class Mount:
+    name: str
+    mountpoint: Path
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        subprocess.run(["fusermount3", "-u", str(self.mountpoint)], capture_output=True)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            subprocess.run(["fusermount3", "-uz", str(self.mountpoint)], capture_output=True)
+
+
+def _wait_mounted(m: Mount, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(m.mountpoint):
+        assert m.proc is not None
+        if m.proc.poll() is not None or time.monotonic() > deadline:
+            text = m.log_path.read_text(errors="replace")[-3000:] if m.log_path else ""
+            raise RuntimeError(f"{m.name} did not mount: {text}")
+        time.sleep(0.05)
+
+
+def _start(name: str, cmd: list[str], mountpoint: Path, log_path: Path) -> Mount:
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=REPO)
+    m = Mount(name, mountpoint, proc, log_path)
+    _wait_mounted(m)
+    return m
+
+
+def start_mounts(run: Path) -> dict[str, tuple[Mount, Path]]:
+    """Each target and the directory its jobs work in."""
+    disk = run / "disk"
+    disk.mkdir()
+    source = run / "passthrough-source"
+    source.mkdir()
+    pt = _start("passthrough", [sys.executable, "-m", "bench.passthrough_fs", str(source),
+                                str(run / "passthrough-mnt")],
+                run / "passthrough-mnt", run / "passthrough.log")
+    sb = _start("samebytes", [sys.executable, "-m", "gateway.cli", "mount", str(run / "samebytes-mnt"),
+                              "--data", str(run / "samebytes-data")],
+                run / "samebytes-mnt", run / "samebytes.log")
+    bucket = sb.mountpoint / "bench"
+    bucket.mkdir()
+    return {"disk": (Mount("disk", disk), disk), "passthrough": (pt, pt.mountpoint),
+            "samebytes": (sb, bucket)}
+
+
+# -- the jobs ----------------------------------------------------------------------------------
+
+
+def drop_caches(path: Path) -> str:
+    """Drop the page cache (all of it when allowed, else this file's): 'global' or 'file'."""
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+        return "global"
+    except OSError:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+        return "file"
+
+
+def seq_write(path: Path, size: int) -> float:
+    buf = os.urandom(PIECE)
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        done = 0
+        while done < size:
+            done += os.write(fd, buf)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size / MiB / (time.perf_counter() - t0)
+
+
+def seq_read(path: Path) -> float:
+    buf = bytearray(PIECE)
+    t0 = time.perf_counter()
+    total = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            total += n
+    return total / MiB / (time.perf_counter() - t0)
+
+
+def rand_read(path: Path, seconds: float, seed: int) -> float:
+    rng = random.Random(seed)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        blocks = os.fstat(fd).st_size // (4 * KiB)
+        n = 0
+        t0 = time.perf_counter()
+        deadline = t0 + seconds
+        while True:
+            for _ in range(64):
+                if len(os.pread(fd, 4 * KiB, rng.randrange(blocks) * 4 * KiB)) != 4 * KiB:
+                    raise RuntimeError(f"short read from {path}")
+            n += 64
+            now = time.perf_counter()
+            if now >= deadline:
+                return n / (now - t0)
+    finally:
+        os.close(fd)
+
+
+def small_files(directory: Path, count: int) -> float:
+    body = os.urandom(4 * KiB)
+    d = directory / "small"
+    d.mkdir()
+    names = [str(d / f"f{i:06d}") for i in range(count)]
+    t0 = time.perf_counter()
+    for name in names:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, body)
+        os.close(fd)
+    for name in names:
+        os.stat(name)
+    for name in names:
+        os.unlink(name)
+    elapsed = time.perf_counter() - t0
+    d.rmdir()
+    return count / elapsed
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+FIGURES: dict[str, tuple[str, str]] = {
+    "seq_write": ("MB/s", "1 MiB writes then fsync"),
+    "seq_read_first": ("MB/s", "1 MiB reads after dropping the page cache"),
+    "seq_read_cached": ("MB/s", "1 MiB reads of the same file again (page cache)"),
+    "rand_read_4k": ("reads/s", "4 KiB preads at random offsets, cache dropped, FADV_RANDOM"),
+    "small_files": ("files/s", "create (4 KiB) + stat + unlink, each phase over all files"),
+}
+
+
+def run_rounds(targets: dict[str, tuple[Mount, Path]], sz: Sizes, rounds: int) -> tuple[dict[str, dict[str, list[float]]], str]:
+    values: dict[str, dict[str, list[float]]] = {f: {t: [] for t in TARGETS} for f in FIGURES}
+    dropped = ""
+    for r in range(rounds):
+        for t in TARGETS:
+            _, where = targets[t]
+            path = where / "big.bin"
+            v = values
+            v["seq_write"][t].append(seq_write(path, sz.file))
+            dropped = drop_caches(path)
+            v["seq_read_first"][t].append(seq_read(path))
+            v["seq_read_cached"][t].append(seq_read(path))
+            drop_caches(path)
+            v["rand_read_4k"][t].append(rand_read(path, sz.rand_s, seed=r))
+            path.unlink()
+            v["small_files"][t].append(small_files(where, sz.small_files))
+            log(f"round {r + 1}/{rounds} {t}: " + ", ".join(
+                f"{f} {v[f][t][-1]:,.0f}" for f in FIGURES))
+    return values, dropped
+
+
+TARGETS_GOALS: dict[str, tuple[str, float]] = {
+    # figure -> (reference, minimum ratio samebytes/reference), from the FUSE issue
+    "seq_read_first": ("passthrough", 0.8),
+    "seq_read_cached": ("disk", 0.6),
+    "rand_read_4k": ("passthrough", 0.8),
+}
+
+
+def report(values: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, (unit, what) in FIGURES.items():
+        fig = Figure(name, unit, f"samebytes mount: {what}", f"local disk directly: {what}")
+        fig.samebytes, fig.limit = values[name]["samebytes"], values[name]["disk"]
+        fig.other("passthrough", f"minimal pyfuse3 pass-through of a local directory: {what}") \
+            .extend(values[name]["passthrough"])
+        d = fig.as_dict()
+        if name in TARGETS_GOALS:
+            ref, goal = TARGETS_GOALS[name]
+            ratio = d["ratio"] if ref == "disk" else d["other_references"]["passthrough"]["samebytes_ratio"]
+            d["target"] = {"versus": ref, "at_least": goal, "ratio": ratio,
+                           "met": ratio is not None and ratio >= goal}
+        out[name] = d
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parser("samebytes FUSE mount benchmark (beside the disk and a pyfuse3 pass-through)") \
+        .parse_args(argv)
+    rounds = max(3, opts.rounds or (3 if opts.quick else 5))
+    sz = Sizes.pick(opts.quick)
+    if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
+        raise SystemExit("bench.mount needs /dev/fuse and fusermount3 (apt-get install fuse3)")
+    run = make_data_dir(opts.data, "mount")
+    log(f"data dir {run} ({'quick' if opts.quick else 'full'}, {rounds} rounds)")
+    t0 = time.perf_counter()
+    mounts: dict[str, tuple[Mount, Path]] = {}
+    try:
+        mounts = start_mounts(run)
+        values, dropped = run_rounds(mounts, sz, rounds)
+    finally:
+        for m, _ in mounts.values():
+            m.stop()
+        remove_data_dir(run, opts.keep)
+    emit({
+        "benchmark": "mount",
+        "machine": machine_info(run.parent),
+        "sizes": {"file_bytes": sz.file, "rand_seconds": sz.rand_s, "small_files": sz.small_files},
+        "cache_drop": dropped,
+        "figures": report(values),
+        "total_seconds": round(time.perf_counter() - t0, 1),
+    })
+
+
+if __name__ == "__main__":
+    main()
