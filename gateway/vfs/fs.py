@@ -28,7 +28,7 @@ from metadata.schema import without_byte_facts
 from . import data
 from .errors import (
     Exists, FsError, Invalid, IsDir, NotDir, NotEmpty, NotFound,
-    NotPermitted, StorageError,
+    NotPermitted, Stale, StorageError,
 )
 from .files import OpenFile, WriteBuffer
 from .keys import check_name
@@ -483,6 +483,10 @@ class Filesystem(MultipartOps):
             raise Invalid("not a regular file")
         check(caller, inode, (R if readable else 0) | (W if writable else 0))
         f = self._open.get(ino)
+        if f is None and inode.nlink == 0 and not inode.is_dir:
+            # Unlinked and open nowhere: its last release has already queued the free
+            # (checked in the writer thread, which would not see this open in time).
+            raise Stale(f"inode {ino} was deleted")
         if f is None:
             f = self._open[ino] = OpenFile(ino, inode.size, inode.size == 0)
         f.handles += 1

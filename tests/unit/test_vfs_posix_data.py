@@ -10,6 +10,7 @@ many chunks and writes cross chunk boundaries.
 from __future__ import annotations
 
 import errno
+import asyncio
 import os
 import random
 import stat
@@ -582,3 +583,34 @@ async def test_access_reports_the_callers_permissions(fs: Filesystem) -> None:
     assert not await fs.access(Caller(1001, 1001), f.ino, 4)
     assert await fs.access(Caller(1001, 1000), f.ino, 4)  # group read
     assert not await fs.access(Caller(1001, 1000), f.ino, 2)
+
+
+async def test_an_unlinked_file_cannot_be_reopened_once_its_last_handle_is_releasing(fs: Filesystem) -> None:
+    # The free is decided in the writer thread; an open racing it must not get a handle
+    # to an inode that is about to vanish (it gets ESTALE instead).
+    from gateway.vfs import Stale
+    data = os.urandom(2 * CHUNK)
+    ino = await write_file(fs, ROOT_INO, b"f", data)
+    h = await fs.open(ROOT, ino, os.O_RDONLY)
+    await fs.unlink(ROOT, ROOT_INO, b"f")
+    release = asyncio.ensure_future(fs.release(h.fh))
+    while ino in fs._open:  # the release has let go of the file and queued its free
+        await asyncio.sleep(0)
+    with pytest.raises((Stale, NotFound)):
+        await fs.open(ROOT, ino, os.O_RDONLY)
+    await release
+    with pytest.raises(NotFound):
+        await fs.getattr(ino)
+
+
+async def test_an_unlinked_file_open_elsewhere_can_be_opened_again(fs: Filesystem) -> None:
+    data = os.urandom(CHUNK + 10)
+    ino = await write_file(fs, ROOT_INO, b"f", data)
+    h = await fs.open(ROOT, ino, os.O_RDONLY)
+    await fs.unlink(ROOT, ROOT_INO, b"f")
+    h2 = await fs.open(ROOT, ino, os.O_RDONLY)  # like /proc/PID/fd/N
+    await fs.release(h.fh)
+    assert await fs.read(h2.fh, 0, len(data) + 1) == data
+    await fs.release(h2.fh)
+    with pytest.raises(NotFound):
+        await fs.getattr(ino)
