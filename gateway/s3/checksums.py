@@ -56,6 +56,20 @@ class Checksum:
         return base64.b64encode(self.digest()).decode("ascii")
 
 
+def composite(algorithm: str, part_values: list[str]) -> str:
+    """The COMPOSITE checksum of a multipart object: the algorithm over the concatenated
+    raw part checksums, base64, then ``-N`` for N parts (what S3 returns for it)."""
+    h = Checksum(algorithm)
+    for value in part_values:
+        h.update(base64.b64decode(value))
+    return f"{h.b64()}-{len(part_values)}"
+
+
+def checksum_type(value: str) -> str:
+    """COMPOSITE for a multipart checksum (``...-N``), else FULL_OBJECT."""
+    return "COMPOSITE" if "-" in value else "FULL_OBJECT"
+
+
 def algorithm_for_header(name: str) -> str | None:
     """"x-amz-checksum-crc32c" -> "CRC32C"; None for any other header (including
     x-amz-checksum-type / -mode / -algorithm)."""

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..vfs import Inode
+from . import checksums as checksums_mod
 from . import xml
 from .body import Body
 from .buckets import encoding_type, ts, xml_response
@@ -118,10 +119,22 @@ async def complete(ctx: Ctx) -> web.StreamResponse:
     inode = await ctx.door.fs.complete_upload(
         ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), [(p.part_number, p.etag) for p in parts],
         min_part_size=ctx.door.min_part_size, precondition=_preconditions_for_write(ctx),
-        check_part=check_part)
+        check_part=check_part, summarize=_composite_checksum)
     location = f"/{ctx.bucket}/{urllib.parse.quote(ctx.key)}"
-    return xml_response(xml.complete_multipart_result(location, ctx.bucket, ctx.key,
-                                                      object_etag(inode)))
+    sums = inode.extra.get("checksums", {})
+    return xml_response(xml.complete_multipart_result(
+        location, ctx.bucket, ctx.key, object_etag(inode), sums,
+        checksums_mod.checksum_type(next(iter(sums.values()))) if sums else None))
+
+
+def _composite_checksum(upload_extra: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The object's COMPOSITE checksum when the upload named an algorithm and every part
+    carries a checksum of it (S3 refuses the parts otherwise; we store none then)."""
+    alg = upload_extra.get("checksum_algorithm")
+    values = [p.get("checksums", {}).get(alg) for p in parts]
+    if not alg or any(v is None for v in values):
+        return {}
+    return {"checksums": {alg: checksums_mod.composite(alg, values)}}
 
 
 async def abort(ctx: Ctx) -> web.StreamResponse:

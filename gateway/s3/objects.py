@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..vfs import FsError, Inode, NoSuchBucket, NotFound, part_range
 from . import xml
+from .checksums import checksum_type
 from .body import Body
 from .buckets import XML, ts, xml_response
 from .context import Ctx
@@ -84,7 +85,11 @@ def _object_extra(ctx: Ctx) -> dict[str, Any]:
 
 
 def _checksum_headers(inode: Inode) -> dict[str, str]:
-    return {f"x-amz-checksum-{alg.lower()}": v for alg, v in inode.extra.get("checksums", {}).items()}
+    sums = inode.extra.get("checksums", {})
+    out = {f"x-amz-checksum-{alg.lower()}": v for alg, v in sums.items()}
+    if sums:
+        out["x-amz-checksum-type"] = checksum_type(next(iter(sums.values())))
+    return out
 
 
 async def put_object(ctx: Ctx) -> web.StreamResponse:
@@ -292,11 +297,13 @@ async def get_attributes(ctx: Ctx) -> web.StreamResponse:
     inode = await ctx.door.fs.stat_object(ctx.caller, ctx.bucket, ctx.key)
     check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
     parts = inode.extra.get("parts")
+    sums = inode.extra.get("checksums", {})
     body = xml.get_object_attributes(
         etag=object_etag(inode) if "ETag" in wanted else None,
         size=inode.size if "ObjectSize" in wanted else None,
         storage_class="STANDARD" if "StorageClass" in wanted else None,
-        checksums=inode.extra.get("checksums", {}) if "Checksum" in wanted else None,
+        checksums=sums if "Checksum" in wanted else None,
+        checksum_type=checksum_type(next(iter(sums.values()))) if sums and "Checksum" in wanted else None,
         parts_count=len(parts) if parts and "ObjectParts" in wanted else None)
     return web.Response(status=200, body=body, content_type=XML,
                         headers={"Last-Modified": http_date(inode.mtime_ns)})

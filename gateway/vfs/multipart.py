@@ -207,8 +207,12 @@ class MultipartOps(ObjectOps):
                               min_part_size: int = MIN_PART_SIZE,
                               precondition: Precondition | None = None,
                               check_part: Callable[[int, dict[str, Any]], None] | None = None,
+                              summarize: Callable[[dict[str, Any], list[dict[str, Any]]], dict[str, Any]]
+                              | None = None,
                               ) -> Inode:
-        """Assemble the listed parts (ascending numbers, matching MD5 ETags) into key."""
+        """Assemble the listed parts (ascending numbers, matching MD5 ETags) into key.
+        ``summarize(upload_extra, part_records)`` returns further extra fields of the
+        object (the door's composite checksums)."""
         if not parts:
             raise Invalid("no parts given")
         numbers = [n for n, _ in parts]
@@ -223,6 +227,7 @@ class MultipartOps(ObjectOps):
             exts_out: list[Extent] = []
             sizes: list[int] = []
             md5s: list[str] = []
+            recs: list[dict[str, Any]] = []
             offset = 0
             for i, (n, etag) in enumerate(parts):
                 got = stored.get(n)
@@ -237,6 +242,7 @@ class MultipartOps(ObjectOps):
                              for e in exts]
                 sizes.append(rec["size"])
                 md5s.append(rec["etag"])
+                recs.append(rec)
                 offset += rec["size"]
             parent = self._make_parents(txn, caller, bucket, segs[:-1], now)
             name = segs[-1]
@@ -250,7 +256,9 @@ class MultipartOps(ObjectOps):
             node = Inode(ino, OBJECT_MODE, up.uid, self._new_gid(caller, parent), size=offset,
                          atime_ns=now, mtime_ns=now, ctime_ns=now, btime_ns=now,
                          parent=parent.ino, etag=multipart_etag(md5s),
-                         content_type=up.content_type, extra={**up.extra, "parts": sizes})
+                         content_type=up.content_type,
+                         extra={**up.extra, "parts": sizes,
+                                **(summarize(up.extra, recs) if summarize is not None else {})})
             # The object takes its own references before the upload drops the parts'.
             self._install(txn, parent, name, found, old, node, exts_out, up.xattrs, now)
             ns.drop_upload(txn, upload_id.encode(), now)

@@ -344,3 +344,51 @@ def test_folder_markers_and_implicit_folders(s3) -> None:
     s3.delete_object(Bucket="bkt", Key="implicit/deep/obj")
     r = s3.list_objects_v2(Bucket="bkt")
     assert [o["Key"] for o in r["Contents"]] == ["folder/"]
+
+
+@pytest.mark.parametrize("alg", ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"])
+def test_multipart_with_a_checksum_algorithm_gets_the_composite_checksum(s3, alg: str) -> None:
+    from gateway.s3.checksums import Checksum
+    s3.create_bucket(Bucket=f"mpck-{alg.lower()}")
+    bucket = f"mpck-{alg.lower()}"
+    up = s3.create_multipart_upload(Bucket=bucket, Key="obj", ChecksumAlgorithm=alg)
+    bodies = [os.urandom(5 << 20), os.urandom(1234)]
+    parts = []
+    for n, body in enumerate(bodies, 1):
+        r = s3.upload_part(Bucket=bucket, Key="obj", UploadId=up["UploadId"], PartNumber=n,
+                           Body=body, ChecksumAlgorithm=alg)
+        h = Checksum(alg)
+        h.update(body)
+        assert r[f"Checksum{alg}"] == h.b64()  # the part's own checksum, verified and echoed
+        parts.append({"PartNumber": n, "ETag": r["ETag"], f"Checksum{alg}": r[f"Checksum{alg}"]})
+    listed = s3.list_parts(Bucket=bucket, Key="obj", UploadId=up["UploadId"])["Parts"]
+    assert [p[f"Checksum{alg}"] for p in listed] == [p[f"Checksum{alg}"] for p in parts]
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="obj", UploadId=up["UploadId"],
+                                        MultipartUpload={"Parts": parts})
+    outer = Checksum(alg)
+    for p in parts:
+        outer.update(base64.b64decode(p[f"Checksum{alg}"]))
+    expected = f"{outer.b64()}-2"
+    assert done[f"Checksum{alg}"] == expected
+    head = s3.head_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
+    assert head[f"Checksum{alg}"] == expected
+    assert head["ResponseMetadata"]["HTTPHeaders"]["x-amz-checksum-type"] == "COMPOSITE"
+    got = s3.get_object(Bucket=bucket, Key="obj", ChecksumMode="ENABLED")
+    assert got["Body"].read() == b"".join(bodies)
+    attrs = s3.get_object_attributes(Bucket=bucket, Key="obj", ObjectAttributes=["Checksum", "ObjectParts"])
+    assert attrs["Checksum"][f"Checksum{alg}"] == expected
+    assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
+    assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+
+
+def test_a_wrong_part_checksum_at_completion_is_refused_and_nothing_is_stored(s3) -> None:
+    s3.create_bucket(Bucket="mpbad")
+    up = s3.create_multipart_upload(Bucket="mpbad", Key="obj", ChecksumAlgorithm="SHA256")
+    r = s3.upload_part(Bucket="mpbad", Key="obj", UploadId=up["UploadId"], PartNumber=1,
+                       Body=b"x" * 100, ChecksumAlgorithm="SHA256")
+    wrong = base64.b64encode(hashlib.sha256(b"y").digest()).decode()
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(Bucket="mpbad", Key="obj", UploadId=up["UploadId"], MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumSHA256": wrong}]})
+    assert code_of(e) == "InvalidPart"
+    assert s3.list_objects_v2(Bucket="mpbad")["KeyCount"] == 0
