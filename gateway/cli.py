@@ -22,7 +22,8 @@ def _serve(args: argparse.Namespace) -> None:
                     gc_interval=args.gc_interval, region=args.region, domain=args.domain or None,
                     tls_cert=Path(args.tls_cert) if args.tls_cert else None,
                     tls_key=Path(args.tls_key) if args.tls_key else None,
-                    mount=Path(args.mount) if args.mount else None))
+                    mount=Path(args.mount) if args.mount else None,
+                    header_timeout=args.header_timeout, body_timeout=args.body_timeout))
 
 
 def _mount(args: argparse.Namespace) -> None:
@@ -125,6 +126,10 @@ def parser() -> argparse.ArgumentParser:
                    help="serve virtual-host-style requests for BUCKET.DOMAIN")
     s.add_argument("--tls-cert", default=env("TLS_CERT", ""), help="PEM certificate: serve HTTPS")
     s.add_argument("--tls-key", default=env("TLS_KEY", ""), help="PEM private key for --tls-cert")
+    s.add_argument("--header-timeout", type=float, default=float(env("HEADER_TIMEOUT", "20")),
+                   help="seconds a connection may take to send a complete request head")
+    s.add_argument("--body-timeout", type=float, default=float(env("BODY_TIMEOUT", "60")),
+                   help="seconds a request body may pause before 400 RequestTimeout")
     s.add_argument("--mount", default=env("MOUNT", ""),
                    help="also mount the namespace here with FUSE")
     s.set_defaults(func=_serve)

@@ -19,6 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .config import Credentials, root_credentials
+from .http_deadlines import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, mark_requests, start_server
 from .vfs import DEFAULT_CHUNK_SIZE, DEFAULT_GRACE_SECONDS, Filesystem, FsError, collect
 
 log = logging.getLogger("samebytes")
@@ -47,6 +48,8 @@ class ServeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     mount: Path | None = None  # also mount the namespace here with FUSE
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request head must arrive within
+    body_timeout: float = DEFAULT_BODY_TIMEOUT      # idle seconds allowed inside a body
 
     @property
     def scheme(self) -> str:
@@ -67,10 +70,10 @@ async def ready(request: web.Request) -> web.Response:
 
 def build_app(fs: Filesystem, cfg: ServeConfig) -> web.Application:
     from .s3.app import S3Door
-    door = S3Door(fs, region=cfg.region, domain=cfg.domain)
+    door = S3Door(fs, region=cfg.region, domain=cfg.domain, body_timeout=cfg.body_timeout)
     # Bodies are streamed by the door, never read whole: client_max_size only
     # bounds what aiohttp itself would buffer (which the door never asks for).
-    app = web.Application(client_max_size=1 << 20)
+    app = web.Application(client_max_size=1 << 20, middlewares=[mark_requests])
     app[FS_KEY] = fs
     app.router.add_get(HEALTH_PREFIX + "/live", live)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
@@ -122,9 +125,8 @@ async def serve(cfg: ServeConfig) -> None:
             import ssl
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
-        site = web.TCPSite(runner, cfg.s3_host, cfg.s3_port, reuse_address=True,
-                           ssl_context=ssl_ctx)
-        await site.start()
+        listener = await start_server(runner, cfg.s3_host, cfg.s3_port, ssl=ssl_ctx,
+                                      header_timeout=cfg.header_timeout)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +148,7 @@ async def serve(cfg: ServeConfig) -> None:
                 await asyncio.wait_for(mounter, SHUTDOWN_TIMEOUT)
             except Exception:
                 log.exception("unmounting %s", cfg.mount)
+        listener.close()
         await runner.cleanup()
     finally:
         await fs.aclose()

@@ -38,8 +38,9 @@ NOT_CONFIGURED = {
 
 class S3Door:
     def __init__(self, fs: Filesystem, *, region: str = "us-east-1", domain: str | None = None,
-                 min_part_size: int = MIN_PART_SIZE) -> None:
+                 min_part_size: int = MIN_PART_SIZE, body_timeout: float | None = None) -> None:
         self.fs = fs
+        self.body_timeout = body_timeout  # idle seconds allowed between body reads
         self.region = region
         self.domain = domain
         self.min_part_size = min_part_size

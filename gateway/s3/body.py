@@ -15,7 +15,8 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 from . import chunked, checksums, sigv4
@@ -33,8 +34,10 @@ def _is_hex_sha256(v: str) -> bool:
 
 class Body:
     def __init__(self, content: Any, headers: Mapping[str, str],
-                 verified: sigv4.Verified | None, *, max_size: int = MAX_PUT_SIZE) -> None:
+                 verified: sigv4.Verified | None, *, max_size: int = MAX_PUT_SIZE,
+                 idle_timeout: float | None = None) -> None:
         self._content = content  # aiohttp StreamReader (anything with iter_chunked/iter_any)
+        self._idle = idle_timeout  # seconds a read may wait for bytes; None: forever
         self._headers = headers
         self._verified = verified
         mode = headers.get("x-amz-content-sha256", "")
@@ -105,10 +108,26 @@ class Body:
         for h in self._hashers.values():
             h.update(data)
 
+    async def _timed(self, source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """source's pieces; a client that sends nothing for idle_timeout seconds gets
+        400 RequestTimeout (S3's answer) instead of holding the request open forever."""
+        it = source.__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout(self._idle):
+                    data = await it.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise S3Error("RequestTimeout", "Your socket connection to the server was not read "
+                              "from or written to within the timeout period. Idle connections "
+                              "will be closed.") from None
+            yield data
+
     async def pieces(self) -> AsyncIterator[bytes]:
         """The payload bytes, in order, as they arrive."""
         if not self.streaming:
-            async for data in self._content.iter_chunked(READ_PIECE):
+            async for data in self._timed(self._content.iter_chunked(READ_PIECE)):
                 self._take(data)
                 yield data
             return
@@ -118,7 +137,7 @@ class Body:
         chunk_hash = hashlib.sha256()
         ended = False
         try:
-            async for raw in self._content.iter_any():
+            async for raw in self._timed(self._content.iter_any()):
                 dec.feed(raw)
                 while True:
                     ev = dec.next_event()

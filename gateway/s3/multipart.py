@@ -52,7 +52,8 @@ async def create(ctx: Ctx) -> web.StreamResponse:
 
 async def upload_part(ctx: Ctx) -> web.StreamResponse:
     number = _part_number(ctx)
-    body = Body(ctx.request.content, ctx.headers, ctx.verified, max_size=MAX_PART_SIZE)
+    body = Body(ctx.request.content, ctx.headers, ctx.verified, max_size=MAX_PART_SIZE,
+                idle_timeout=ctx.door.body_timeout)
 
     def verify(size: int, md5: str) -> dict[str, Any]:
         return body.verify(size, md5)

@@ -93,7 +93,7 @@ def _checksum_headers(inode: Inode) -> dict[str, str]:
 
 
 async def put_object(ctx: Ctx) -> web.StreamResponse:
-    body = Body(ctx.request.content, ctx.headers, ctx.verified)
+    body = Body(ctx.request.content, ctx.headers, ctx.verified, idle_timeout=ctx.door.body_timeout)
     inode = await ctx.door.fs.put_object(
         ctx.caller, ctx.bucket, ctx.key, body.pieces(),
         content_type=ctx.headers.get("content-type", ""), extra=_object_extra(ctx),

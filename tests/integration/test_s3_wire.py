@@ -229,3 +229,68 @@ def test_virtual_host_style_addressing_with_a_domain(tmp_path) -> None:
         assert status == 200 and b"<Key>dir/key.txt</Key>" in resp
     finally:
         gw.stop()
+
+
+def test_a_connection_that_dribbles_its_request_head_is_closed_while_others_are_served(tmp_path) -> None:
+    import time
+    from tests.conftest import start_gateway
+    gw = start_gateway(tmp_path / "data", "--header-timeout", "1.5", "--body-timeout", "1.5")
+    try:
+        s3 = s3_client(gw)
+        s3.create_bucket(Bucket="slow")
+        silent = socket.create_connection(("127.0.0.1", gw.s3_port), timeout=15)
+        dribbler = socket.create_connection(("127.0.0.1", gw.s3_port), timeout=15)
+        dribbler.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        closed_at = None
+        for i in range(40):  # one header byte every 0.25 s: never a complete head
+            try:
+                dribbler.sendall(b"X")
+            except OSError:
+                closed_at = time.monotonic() - t0
+                break
+            assert s3.head_bucket(Bucket="slow")["ResponseMetadata"]["HTTPStatusCode"] == 200
+            time.sleep(0.25)
+        if closed_at is None:  # the reset may surface on the read side
+            dribbler.settimeout(5)
+            try:
+                assert dribbler.recv(1) == b""
+            except ConnectionResetError:
+                pass
+            closed_at = time.monotonic() - t0
+        assert closed_at < 9, "the dribbling connection was never closed"
+        silent.settimeout(10)
+        try:
+            assert silent.recv(1) == b""  # a connection that never sends is closed too
+        except ConnectionResetError:
+            pass
+        silent.close()
+        dribbler.close()
+        assert s3.list_objects_v2(Bucket="slow")["KeyCount"] == 0
+    finally:
+        gw.stop()
+
+
+def test_a_body_that_stalls_gets_400_request_timeout_and_nothing_is_stored(tmp_path) -> None:
+    from tests.conftest import start_gateway
+    gw = start_gateway(tmp_path / "data", "--header-timeout", "5", "--body-timeout", "1")
+    try:
+        s3 = s3_client(gw)
+        s3.create_bucket(Bucket="stall")
+        h = signed_headers(gw, "PUT", "/stall/k", {}, "UNSIGNED-PAYLOAD")
+        with socket.create_connection(("127.0.0.1", gw.s3_port), timeout=15) as s:
+            raw = {**h, "Host": f"127.0.0.1:{gw.s3_port}", "Content-Length": str(1 << 20)}
+            head = "".join(f"{k}: {v}\r\n" for k, v in raw.items())
+            s.sendall(f"PUT /stall/k HTTP/1.1\r\n{head}\r\n".encode() + b"x" * 1000)
+            answer = b""
+            while b"</Error>" not in answer:
+                got = s.recv(65536)
+                if not got:
+                    break
+                answer += got
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        assert b"<Code>RequestTimeout</Code>" in answer
+        assert s3.list_objects_v2(Bucket="stall")["KeyCount"] == 0
+        assert s3.head_bucket(Bucket="stall")["ResponseMetadata"]["HTTPStatusCode"] == 200
+    finally:
+        gw.stop()

@@ -1,0 +1,113 @@
+"""Deadlines aiohttp does not have: a connection must deliver a complete request head
+within ``header_timeout`` seconds (slowloris), and a request body must keep moving
+(``body_timeout`` seconds between reads, enforced by the S3 door's body reader).
+
+aiohttp's keep-alive timer only runs between requests, after a response: a client
+that connects and sends nothing, or dribbles one header byte at a time, would hold its
+connection (and a file descriptor) forever. ``HeadDeadline`` wraps each connection's
+protocol: its timer starts when the connection opens and again when the first byte of
+a later request arrives, and stops when the application sees the request (the
+``mark_requests`` middleware); if it fires first, the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEADER_TIMEOUT = 20.0  # what S3 clients tolerate for a slow start
+DEFAULT_BODY_TIMEOUT = 60.0    # idle seconds between body reads before RequestTimeout
+
+_BY_TRANSPORT: dict[asyncio.BaseTransport, HeadDeadline] = {}
+
+
+class HeadDeadline(asyncio.Protocol):
+    """A protocol in front of aiohttp's RequestHandler that closes a connection whose
+    request head is late."""
+
+    def __init__(self, inner: asyncio.Protocol, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._transport: asyncio.BaseTransport | None = None
+        self._active = 0  # requests the application is handling on this connection
+
+    def _arm(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._active == 0 and self._transport is not None:
+            log.info("closing a connection whose request head did not arrive within %.0f s",
+                     self._timeout)
+            self._transport.abort()
+
+    def request_started(self) -> None:
+        self._active += 1
+        self._disarm()
+
+    def request_finished(self) -> None:
+        self._active -= 1
+
+    # -- asyncio.Protocol, forwarded ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        _BY_TRANSPORT[transport] = self
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self._active == 0 and self._timer is None:
+            self._arm()  # the first bytes of the next request: its head has a deadline
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        if self._transport is not None:
+            _BY_TRANSPORT.pop(self._transport, None)
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+@web.middleware
+async def mark_requests(request: web.Request,
+                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    """Tell the connection's HeadDeadline that its request head arrived."""
+    guard = _BY_TRANSPORT.get(request.transport) if request.transport is not None else None
+    if guard is None:
+        return await handler(request)
+    guard.request_started()
+    try:
+        return await handler(request)
+    finally:
+        guard.request_finished()
+
+
+async def start_server(runner: web.AppRunner, host: str, port: int, *, ssl: Any = None,
+                       header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> asyncio.AbstractServer:
+    """Listen for the runner's application with head deadlines (instead of web.TCPSite)."""
+    server = runner.server
+    assert server is not None, "runner.setup() first"
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: HeadDeadline(server(), header_timeout), host, port,
+                                    ssl=ssl, reuse_address=True, backlog=1024)
