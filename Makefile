@@ -7,7 +7,7 @@ STAMP       := $(VENV)/.installed
 # libfuse3; the FUSE door mounts through fuse3's fusermount3).
 BASE_PACKAGES := fuse3 libfuse3-dev pkg-config
 # ...and the ones the tests drive: NFS and S3 clients, TLS certificates.
-TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk
+TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk rsync
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
@@ -24,6 +24,10 @@ $(VENV)/bin/python:
 # Reinstall only when pyproject.toml is newer than the stamp. boto3 and aiobotocore must be
 # resolved in this one pip run (aiobotocore pins botocore narrowly). editable_mode=compat
 # puts the source folder on sys.path, so packages added later import without a reinstall.
+# PyTorch for the FUSE tests: pinned to the CPU build that lies on these machines' disk
+# (a bare `torch` would pull a multi-GB CUDA build from PyPI), so not in the test extra.
+TORCH       := torch==2.13.0
+
 $(STAMP): pyproject.toml | base-deps $(VENV)/bin/python
 	$(VENV)/bin/python -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
@@ -53,7 +57,11 @@ deps: base-deps
 serve: venv
 	$(VENV)/bin/samebytes serve $(ARGS)
 
-test: deps venv
+$(VENV)/.torch: | $(STAMP)
+	$(VENV)/bin/python -m pip install -q '$(TORCH)'
+	touch $@
+
+test: deps venv $(VENV)/.torch
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
