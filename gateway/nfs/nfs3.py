@@ -46,8 +46,10 @@ DTPREF = 64 * 1024       # preferred READDIR size
 MAXFILESIZE = (1 << 63) - 1
 FSID = 0x73616d6562797465  # "samebyte": one file system for every export
 COOKIEVERF = b"samebyt3"
-# Entries fetched from the vfs per round while filling a READDIR reply.
-READDIR_BATCH = 512
+# Entries fetched from the vfs per round while filling a READDIR reply: about what
+# the budget holds (a short name's entry, with attributes and handle for PLUS).
+READDIR_BATCH_MIN, READDIR_BATCH_MAX = 16, 4096
+_ENTRY_GUESS, _ENTRYPLUS_GUESS = 32, 176
 LINK_MAX = 0xFFFFFFFF
 NAME_MAX = 255
 
@@ -536,15 +538,17 @@ class Nfs3:
                     raise NfsError(t.NFS3ERR_TOOSMALL)
                 return out, False
         after = max(cookie - 2, 0)
+        want = min(max(budget // (_ENTRYPLUS_GUESS if plus else _ENTRY_GUESS) + 1,
+                       READDIR_BATCH_MIN), READDIR_BATCH_MAX)
         while True:
-            batch = await self.fs.readdir(d.caller, d.ino, after, READDIR_BATCH)
+            batch = await self.fs.readdir(d.caller, d.ino, after, want)
             for seq, name, inode in batch:
                 if not add(inode.ino, name, seq + 2, inode):
                     if not out:
                         raise NfsError(t.NFS3ERR_TOOSMALL)
                     return out, False
                 after = seq
-            if len(batch) < READDIR_BATCH:
+            if len(batch) < want:
                 return out, True
 
     @procedure(t.ReaddirArgs, t.ReaddirRes)
