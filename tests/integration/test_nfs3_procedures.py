@@ -29,10 +29,10 @@ pytestmark = pytest.mark.timeout(300) if hasattr(pytest.mark, "timeout") else []
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = start_nfs_gateway(tmp_path_factory.mktemp("nfs3") / "data",
-                          exports=["/:no_root_squash", "/ro:ro,no_root_squash", "/sq"],
+                          exports=["/:no_root_squash", "/robkt:ro,no_root_squash", "/sqbkt"],
                           env={"SAMEBYTES_NFS_IDLE_FLUSH": "3600"})
     s3 = client_for(g)
-    for b in ("bkt", "ro", "sq"):
+    for b in ("bkt", "robkt", "sqbkt"):
         s3.create_bucket(Bucket=b)
     try:
         yield g
@@ -83,7 +83,7 @@ async def test_lookup_of_a_missing_name_is_noent_with_the_directory_attributes(g
 
 
 async def test_lookup_of_dot_dot_never_leaves_the_export(gw: Gateway) -> None:
-    nfs, root = await connect(gw, "/ro", ROOT_CRED)
+    nfs, root = await connect(gw, "/robkt", ROOT_CRED)
     up = await nfs.lookup(root, b"..")
     assert up.status == t.NFS3_OK
     assert up.obj_attributes and up.dir_attributes
@@ -494,8 +494,8 @@ async def test_null_answers_and_a_garbage_handle_is_badhandle(gw: Gateway) -> No
 # -- exports and identities ---------------------------------------------------------------------
 
 async def test_a_read_only_export_refuses_every_change_with_rofs(gw: Gateway, s3: object) -> None:
-    s3.put_object(Bucket="ro", Key="f", Body=b"read me")  # type: ignore[attr-defined]
-    nfs, root = await connect(gw, "/ro", ROOT_CRED)
+    s3.put_object(Bucket="robkt", Key="f", Body=b"read me")  # type: ignore[attr-defined]
+    nfs, root = await connect(gw, "/robkt", ROOT_CRED)
     f = await nfs.walk(root, "f")
     assert await nfs.read_all(f) == b"read me"
     assert (await nfs.access(f)).access == t.ACCESS3_READ
@@ -508,14 +508,14 @@ async def test_a_read_only_export_refuses_every_change_with_rofs(gw: Gateway, s3
         await nfs.mknod(root, b"p", t.MknodData(t.NF3FIFO, t.Sattr3())),
     ]
     assert [r.status for r in checks] == [t.NFS3ERR_ROFS] * len(checks)
-    assert _s3_body(s3, "f", "ro") == b"read me"
+    assert _s3_body(s3, "f", "robkt") == b"read me"
 
 
 async def test_root_squash_makes_uid_0_anonymous(gw: Gateway) -> None:
-    nfs, root = await connect(gw, "/sq", ROOT_CRED)  # /sq squashes root (the default)
+    nfs, root = await connect(gw, "/sqbkt", ROOT_CRED)  # /sqbkt squashes root (the default)
     assert (await nfs.create(root, b"as-root")).status == t.NFS3ERR_ACCES  # bucket is 0755 root
     admin, admin_root = await connect(gw, "/", ROOT_CRED)
-    sq = await admin.walk(admin_root, "sq")
+    sq = await admin.walk(admin_root, "sqbkt")
     assert (await admin.setattr(sq, t.Sattr3(mode=0o777))).status == t.NFS3_OK
     res = await nfs.create(root, b"as-root")
     assert res.status == t.NFS3_OK and res.attributes
