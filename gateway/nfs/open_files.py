@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # writes still buffered set it high).
 IDLE_SECONDS = float(os.environ.get("SAMEBYTES_NFS_IDLE_FLUSH", "3"))
 SWEEP_SECONDS = 1.0
+RELEASE_BATCH = 64
 
 
 class _Entry:
@@ -106,10 +107,13 @@ class OpenFiles:
 
     async def release_idle(self, idle_seconds: float) -> None:
         now = time.monotonic()
-        for ino, e in list(self._files.items()):
-            if e.busy or now - e.last < idle_seconds or self._files.get(ino) is not e:
-                continue
-            await self._close_entry(ino, e)
+        idle = [(ino, e) for ino, e in self._files.items()
+                if not e.busy and now - e.last >= idle_seconds]
+        # Several at once: their metadata commits share group commits (an untar
+        # leaves thousands of small files to close).
+        for at in range(0, len(idle), RELEASE_BATCH):
+            await asyncio.gather(*(self._close_entry(ino, e) for ino, e in idle[at:at + RELEASE_BATCH]
+                                   if self._files.get(ino) is e))
 
     async def _close_entry(self, ino: int, e: _Entry) -> None:
         try:
