@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from .xdr import Packer, Unpacker, XdrError
 
@@ -555,6 +555,9 @@ class Result:
     OK_FIELDS: ClassVar[Sequence[tuple[str, Codec[Any]]]] = ()
     FAIL_FIELDS: ClassVar[Sequence[tuple[str, Codec[Any]]]] = ()
     status: int
+
+    if TYPE_CHECKING:  # each subclass is a dataclass with these keywords
+        def __init__(self, status: int, **fields: Any) -> None: ...
 
     def pack(self, p: Packer) -> None:
         p.pack_enum(self.status)
