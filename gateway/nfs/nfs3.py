@@ -27,7 +27,7 @@ import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from metadata import ROOT_INO, Inode
 
@@ -37,7 +37,8 @@ from ..vfs.perms import ROOT, Caller, R, W, X, allowed
 from . import nfs3_types as t
 from .nfs3_errors import NfsError, status_of
 from .open_files import OpenFiles
-from .xdr import Packer, Unpacker, XdrError
+from .rpc import Procedure, Program, RpcCall
+from .xdr import Packer, XdrError
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,6 @@ class Ctx:
         return self.inode.ino
 
 
-A = TypeVar("A", bound=t.Struct)
 Handler = Callable[[Any, Any, Any], Awaitable[t.Result]]
 
 
@@ -99,7 +99,7 @@ def procedure(args_type: type[t.Struct] | None, res_type: type[t.Result]) -> Cal
     vfs error becomes the result's failure arm."""
     def wrap(fn: Handler) -> Any:
         @functools.wraps(fn)
-        async def run(self: Nfs3, call: Any) -> bytes:
+        async def run(self: Nfs3, call: RpcCall) -> bytearray:
             args = t.decode_args(args_type, call.args) if args_type is not None else None
             try:
                 res = await fn(self, call, args)
@@ -114,7 +114,7 @@ def procedure(args_type: type[t.Struct] | None, res_type: type[t.Result]) -> Cal
                 res = res_type(status=t.NFS3ERR_SERVERFAULT)
             p = Packer()
             res.pack(p)
-            return p.get_buffer()
+            return p.get_bytearray()  # no copy: a READ reply carries up to 1 MiB
         return run
     return wrap
 
@@ -190,7 +190,7 @@ class Nfs3:
 
     # -- procedures -------------------------------------------------------------------------
 
-    async def null(self, call: Any) -> bytes:
+    async def null(self, call: RpcCall) -> bytes:
         call.args.done()
         return b""
 
@@ -602,7 +602,12 @@ class Nfs3:
                              no_trunc=True, chown_restricted=True, case_insensitive=False,
                              case_preserving=True)
 
-    def procedures(self) -> dict[tuple[int, int], Callable[[Any], Awaitable[bytes]]]:
+    def program(self) -> Program:
+        """Program 100003 version 3, to add to the server's registry. The server
+        calls aclose() on shutdown (before closing the vfs)."""
+        return Program(t.NFS_PROGRAM, t.NFS_V3, t.NFS_V3, self.procedures())
+
+    def procedures(self) -> dict[tuple[int, int], Procedure]:
         table = {
             t.NULL: self.null, t.GETATTR: self.getattr, t.SETATTR: self.setattr,
             t.LOOKUP: self.lookup, t.ACCESS: self.access, t.READLINK: self.readlink,
@@ -613,3 +618,10 @@ class Nfs3:
             t.FSINFO: self.fsinfo, t.PATHCONF: self.pathconf, t.COMMIT: self.commit,
         }
         return {(t.NFS_V3, proc): fn for proc, fn in table.items()}
+
+
+def nfs3_program(fs: Filesystem, handles: Any, exports: Any,
+                 write_verifier: bytes | None = None) -> tuple[Program, Nfs3]:
+    """The NFSv3 program and the door behind it (whose aclose() the server awaits)."""
+    door = Nfs3(fs, handles, exports, write_verifier)
+    return door.program(), door

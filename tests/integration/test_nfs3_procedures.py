@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from gateway.nfs import nfs3_types as t
 from tests.conftest import Gateway
 from tests.integration.conftest import client_for
-from tests.nfs3_calls import Nfs3, NfsCallError
+from tests.nfs3_calls import Nfs3
 from tests.nfs3_fixtures import ANON, ROOT_CRED, connect, start_nfs_gateway, user
-
-pytestmark = pytest.mark.timeout(300) if hasattr(pytest.mark, "timeout") else []
-
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
