@@ -19,6 +19,7 @@ encode. Policy lives in the vfs; this file maps.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -168,7 +169,7 @@ class Nfs3:
         try:
             inode = await self.fs.getattr(ino)
         except FsError as e:
-            if e.errno == 2:  # ENOENT: the inode behind a handle is gone
+            if e.errno == errno.ENOENT:  # the inode behind the handle is gone
                 raise NfsError(t.NFS3ERR_STALE) from None
             raise
         if (gen is not None and inode.generation != gen) or (inode.nlink == 0):

@@ -16,10 +16,13 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.nfs import nfs3_types as t
+from gateway.nfs.rpc import AcceptStat
+from gateway.nfs.xdr import Packer
 from tests.conftest import Gateway
 from tests.integration.conftest import client_for
 from tests.nfs3_calls import Nfs3
 from tests.nfs3_fixtures import ANON, ROOT_CRED, connect, start_nfs_gateway, user
+from tests.nfs_client import NFS_PROG, RpcClient
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
@@ -517,3 +520,49 @@ async def test_root_squash_makes_uid_0_anonymous(gw: Gateway) -> None:
     assert (res.attributes.uid, res.attributes.gid) == ANON
     mine = await nfs.as_(user(1000, 1000)).create(root, b"as-1000")
     assert mine.attributes and (mine.attributes.uid, mine.attributes.gid) == (1000, 1000)
+
+
+# -- garbage -------------------------------------------------------------------------------------
+
+def _garbage_bodies(root: bytes) -> list[tuple[int, bytes]]:
+    fh = t.FhArgs(root)
+    p = Packer()
+    fh.pack(p)
+    good_fh = p.get_buffer()
+    w = Packer()
+    t.WriteArgs(root, 0, 100, t.UNSTABLE, b"x" * 100).pack(w)
+    c = Packer()
+    t.DirOpArgs3(root, b"n").pack(c)
+    c.pack_enum(7)  # no such createmode3
+    s = Packer()
+    s.pack_opaque(root)
+    for _ in range(5):
+        s.pack_bool(False)
+    s.pack_enum(9)  # no such time_how
+    s.pack_bool(False)
+    return [
+        (t.GETATTR, b""),                                   # no handle at all
+        (t.GETATTR, good_fh + b"\0\0\0\0"),                 # trailing bytes
+        (t.GETATTR, b"\0\0\0\x41" + bytes(68)),             # a 65-byte handle
+        (t.WRITE, w.get_buffer()[:-40]),                    # data cut short
+        (t.CREATE, c.get_buffer()),
+        (t.SETATTR, s.get_buffer()),
+        (t.READDIR, good_fh + b"\0\0\0\0"),                 # cookie cut short
+        (t.LOOKUP, good_fh + b"\xff\xff\xff\xff"),          # a name longer than the record
+    ]
+
+
+def test_malformed_arguments_are_garbage_args_and_the_connection_keeps_serving(gw: Gateway) -> None:
+    with RpcClient(gw.nfs_port) as c:  # type: ignore[attr-defined]
+        root = c.mount("/")
+        for proc, body in _garbage_bodies(root):
+            reply = c.call(NFS_PROG, 3, proc, body)
+            assert reply.accepted and reply.accept_stat == AcceptStat.GARBAGE_ARGS, (proc, reply)
+        ok = c.call_ok(NFS_PROG, 3, t.GETATTR, _packed(t.FhArgs(root)))
+        assert t.GetattrRes.unpack(ok).status == t.NFS3_OK
+
+
+def _packed(v: t.Struct) -> bytes:
+    p = Packer()
+    v.pack(p)
+    return p.get_buffer()
