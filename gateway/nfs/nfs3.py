@@ -139,10 +139,11 @@ class Nfs3:
     # -- handles, exports, callers (the contract with handles.py and exports.py) ----------
 
     def _decode(self, call: Any, fh: bytes) -> tuple[Any, int, int]:
-        from .handles import BadHandle
+        # decode is a pure function of the handle's bytes (handles.BadHandle for a
+        # forged or altered one): whatever it refuses is not a handle of ours.
         try:
             export, ino, gen = self.handles.decode(fh)
-        except BadHandle as e:
+        except Exception as e:
             raise NfsError(t.NFS3ERR_BADHANDLE, str(e)) from None
         return export, ino, gen
 
