@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import itertools
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,7 +18,12 @@ from pathlib import Path
 from gateway.nfs.rpc import AcceptStat, AuthSys, RecordReader, Reply, encode_call, frame, parse_reply
 from tests.conftest import Gateway, free_port, start_gateway
 from tests.nfs3_calls import Nfs3
-from tests.nfs_client import NFS_PROG, RpcClient
+
+# The RPC server, MOUNT, handles and exports come from the nfs-core branch; until it
+# is merged the integration tests of the procedures skip (in CI both are merged).
+NFS_DOOR = all(importlib.util.find_spec(m) is not None
+               for m in ("gateway.nfs.server", "gateway.nfs.handles", "tests.nfs_client"))
+NFS_PROG = 100003
 
 ANON = (65534, 65534)  # the anonymous uid/gid squashed callers become
 ROOT_CRED = AuthSys(0, b"nfs3-tests", 0, 0, ())
@@ -87,6 +93,8 @@ async def connect(gw: Gateway, export: str = "/", cred: AuthSys = ROOT_CRED) -> 
     """The export mounted (as cred) and a client speaking as cred: (client, root handle).
 
     The connection closes with the test's event loop."""
+    from tests.nfs_client import RpcClient
+
     port = gw.nfs_port  # type: ignore[attr-defined]
 
     def mnt() -> bytes:
