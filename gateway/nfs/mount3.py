@@ -12,7 +12,10 @@ import errno
 import logging
 from collections.abc import Awaitable, Callable
 
+from metadata import ROOT_INO
+
 from ..vfs import Filesystem, FsError
+from ..vfs.perms import ROOT, Caller
 from .exports import Exports
 from .handles import HandleCodec
 from .rpc import Program, RpcCall
@@ -54,17 +57,11 @@ class MountService:
         for e in self.exports:
             if e.root_ino is None:
                 try:
-                    e.root_ino = await self._walk(e.path.split("/")[1:], self.fs_root_caller())
+                    e.root_ino = await self._walk(e.path.split("/")[1:], ROOT)
                 except FsError as err:
                     log.warning("export %s: %s (clients get MNT3ERR_NOENT until it exists)", e.path, err)
 
-    @staticmethod
-    def fs_root_caller():  # type: ignore[no-untyped-def]
-        from ..vfs.perms import ROOT
-        return ROOT
-
-    async def _walk(self, names: list[str], caller) -> int:  # type: ignore[no-untyped-def]
-        from metadata import ROOT_INO
+    async def _walk(self, names: list[str], caller: Caller) -> int:
         ino = ROOT_INO
         for name in names:
             if not name:
@@ -105,11 +102,10 @@ class MountService:
             return MNT3ERR_ACCES, b""
         try:
             if export.root_ino is None:
-                export.root_ino = await self._walk(export.path.split("/")[1:], self.fs_root_caller())
+                export.root_ino = await self._walk(export.path.split("/")[1:], ROOT)
             ino = export.root_ino
             if below:
                 # Below the export's root, as the squashed caller (search permission).
-                from metadata import ROOT_INO  # noqa: F401
                 caller = export.squash(call.cred)
                 for name in below:
                     node = await self.fs.lookup(caller, ino, name.encode())
