@@ -1,15 +1,22 @@
 """NFS file handles: opaque to clients, stable across restarts, unforgeable.
 
-Layout (37 bytes; RFC 1813 allows 64):
+Layout (33 bytes, under NFS3_FHSIZE = 64):
 
-    version (1) | export id (4) | inode (8) | generation (8) | HMAC-SHA256 (16)
+    version u8 | export id u32 | inode u64 | generation u32 | mac 16 bytes
 
-The export id is derived from the export's path, so a handle survives a restart with
-the same ``--export`` list in any order. The MAC, under a random key kept in the data
-folder (``nfs-handle.key``, 0600, made once), covers everything before it: a client
-cannot forge a handle nor move one to another export. Inode numbers are never reused
-and the generation is the inode's, so a deleted file's handle finds no inode (or a
-different generation) and is STALE, never another file.
+The mac is HMAC-SHA256 over the first 17 bytes, truncated to 128 bits, under a
+random key created once in the data folder (DATA/nfs-handle.key, mode 0600), so
+handles survive a restart and a client cannot make one up or move one to
+another export. The export id is derived from the export's path, so the same
+`--export` list gives the same handles after a restart; a handle of an export
+no longer served is refused.
+
+Inode numbers come from a counter that is never reused (metadata.namespace
+alloc_ino), so ino alone names one file for ever; the generation (the inode's
+stored `generation`, 0 today) is carried as well so a future engine that
+recycles numbers only has to bump it. A handle that decodes but whose inode is
+gone (or has another generation, or nlink 0) is the caller's NFS3ERR_STALE;
+everything refused here is NFS3ERR_BADHANDLE.
 """
 
 from __future__ import annotations
@@ -17,82 +24,99 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 import struct
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from .exports import Export, Exports
-
-VERSION = 1
 KEY_FILE = "nfs-handle.key"
-_BODY = struct.Struct(">B4sQQ")
-MAC_SIZE = 16
-SIZE = _BODY.size + MAC_SIZE
+KEY_BYTES = 32
+VERSION = 1
+MAC_BYTES = 16  # 128 bits: forging one is a 2^-128 guess per try
+_BODY = struct.Struct(">BIQI")
+HANDLE_BYTES = _BODY.size + MAC_BYTES
+MAX_HANDLE = 64  # NFS3_FHSIZE
 
 
 class BadHandle(ValueError):
-    """Not a handle this server made (forged, altered, truncated, unknown export)."""
+    """Not a handle this gateway issued for an export it serves."""
 
 
-def export_id(path: str) -> bytes:
-    return hashlib.sha256(b"samebytes-export:" + path.encode()).digest()[:4]
+class HasExportId(Protocol):
+    @property
+    def export_id(self) -> int: ...
 
 
-def load_or_create_key(data_dir: Path) -> bytes:
-    """The handle key of this data folder; made once, atomically (several processes
-    may start on one folder at the same time: the first rename wins, all read it)."""
+E = TypeVar("E", bound=HasExportId)
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The handle key, created once (written to a temporary file, fsync'd, renamed)."""
     path = data_dir / KEY_FILE
     try:
         key = path.read_bytes()
     except FileNotFoundError:
-        tmp = data_dir / f".{KEY_FILE}.{os.getpid()}"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{KEY_FILE}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+        # link, not replace: if another process created the key meanwhile, keep theirs
         try:
-            os.write(fd, os.urandom(32))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)  # fails if another process made it first
+            os.link(tmp, path)
         except FileExistsError:
             pass
         finally:
             os.unlink(tmp)
-        dfd = os.open(data_dir, os.O_RDONLY | os.O_DIRECTORY)
+        dfd = os.open(data_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
         key = path.read_bytes()
-    if len(key) != 32:
-        raise ValueError(f"{path} is damaged: expected 32 bytes, found {len(key)}")
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"{path}: expected a {KEY_BYTES}-byte key, found {len(key)} bytes")
     return key
 
 
-class HandleCodec:
-    def __init__(self, key: bytes, exports: Exports) -> None:
+def export_id(path: str) -> int:
+    """A stable 32-bit id for an export path (the same path, the same id)."""
+    return int.from_bytes(hashlib.sha256(b"samebytes-export:" + path.encode()).digest()[:4], "big")
+
+
+class Handles(Generic[E]):
+    """Encodes and checks handles for a fixed set of exports."""
+
+    def __init__(self, key: bytes, exports: Iterable[E]) -> None:
         self._key = key
-        self._exports = {e.id: e for e in exports}
+        self._exports: dict[int, E] = {}
+        for e in exports:
+            if e.export_id in self._exports:
+                raise ValueError(f"two exports with id {e.export_id:#x}")
+            self._exports[e.export_id] = e
 
     def _mac(self, body: bytes) -> bytes:
-        return hmac.new(self._key, body, hashlib.sha256).digest()[:MAC_SIZE]
+        return hmac.new(self._key, body, hashlib.sha256).digest()[:MAC_BYTES]
 
-    def encode(self, export: Export, ino: int, gen: int) -> bytes:
-        body = _BODY.pack(VERSION, export.id, ino, gen)
+    def encode(self, export: E, ino: int, generation: int = 0) -> bytes:
+        body = _BODY.pack(VERSION, export.export_id, ino, generation & 0xFFFF_FFFF)
         return body + self._mac(body)
 
-    def decode(self, fh: bytes) -> tuple[Export, int, int]:
-        """(export, inode, generation); BadHandle for anything we did not make."""
-        if len(fh) != SIZE:
-            raise BadHandle(f"a handle is {SIZE} bytes, not {len(fh)}")
-        body, mac = bytes(fh[:_BODY.size]), bytes(fh[_BODY.size:])
-        if not hmac.compare_digest(mac, self._mac(body)):
-            raise BadHandle("handle authentication failed")
+    def decode(self, fh: bytes | bytearray | memoryview) -> tuple[E, int, int]:
+        """(export, inode, generation) of a handle we issued; BadHandle otherwise."""
+        fh = bytes(fh)
+        if len(fh) != HANDLE_BYTES:
+            raise BadHandle(f"handle of {len(fh)} bytes")
+        body, mac = fh[:_BODY.size], fh[_BODY.size:]
+        if not hmac.compare_digest(self._mac(body), mac):
+            raise BadHandle("handle fails its mac")
         version, eid, ino, gen = _BODY.unpack(body)
         if version != VERSION:
             raise BadHandle(f"handle version {version}")
         export = self._exports.get(eid)
         if export is None:
-            raise BadHandle("the handle's export is no longer exported")
+            raise BadHandle("handle of an export not served")
         return export, ino, gen

@@ -1,27 +1,22 @@
-"""MOUNT version 3 (RFC 1813, appendix I), served on the NFS port itself so clients
-need no rpcbind: ``mount -o nfsvers=3,proto=tcp,port=P,mountport=P,mountproto=tcp``.
+"""MOUNT version 3 (RFC 1813 appendix I), served on the NFS port.
 
-MNT of an export's path (or of a directory below it) returns its root handle and
-AUTH_SYS as the only flavor; the mount list that DUMP shows is kept in memory (it is
-advisory in NFSv3: nothing depends on it).
+MNT resolves an export path (or a folder below one) to a file handle, refusing
+clients outside the export's networks; the mount list (DUMP) is what clients
+told us, kept in memory only, as its only use is informational.
 """
 
 from __future__ import annotations
 
-import errno
+import errno as E
 import logging
-from collections.abc import Awaitable, Callable
 
-from metadata import ROOT_INO
-
-from ..vfs import Filesystem, FsError
-from ..vfs.perms import ROOT, Caller
-from .exports import Exports
-from .handles import HandleCodec
+from ..vfs import ROOT, Filesystem, FsError, NotDir
+from .exports import Export, ExportError, Exports
+from .handles import Handles
 from .rpc import Program, RpcCall
 from .xdr import Packer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("samebytes.nfs")
 
 MOUNT_PROG = 100005
 MOUNT_V3 = 3
@@ -37,44 +32,38 @@ MNT3ERR_ACCES = 13
 MNT3ERR_NOTDIR = 20
 MNT3ERR_INVAL = 22
 MNT3ERR_NAMETOOLONG = 63
-MNT3ERR_NOTSUPP = 10004
 MNT3ERR_SERVERFAULT = 10006
 
-_FROM_ERRNO = {errno.ENOENT: MNT3ERR_NOENT, errno.EACCES: MNT3ERR_ACCES, errno.EPERM: MNT3ERR_PERM,
-               errno.ENOTDIR: MNT3ERR_NOTDIR, errno.ENAMETOOLONG: MNT3ERR_NAMETOOLONG,
-               errno.EINVAL: MNT3ERR_INVAL, errno.EIO: MNT3ERR_IO}
+NULL, MNT, DUMP, UMNT, UMNTALL, EXPORT = range(6)
 
 
-class MountService:
-    def __init__(self, fs: Filesystem, exports: Exports, handles: HandleCodec) -> None:
+class Mount3:
+    def __init__(self, fs: Filesystem, exports: Exports, handles: Handles[Export]) -> None:
         self.fs = fs
         self.exports = exports
         self.handles = handles
-        self.mounted: dict[tuple[str, str], None] = {}  # (client host, path), in mount order
+        self.mounts: dict[tuple[bytes, bytes], None] = {}  # (client, dirpath), in order
+
+    async def resolve_root(self, export: Export) -> int:
+        """The export's root inode (0 when its path does not exist yet)."""
+        if not export.root_ino:
+            ino = 1
+            try:
+                for name in export.segments:
+                    ino = (await self.fs.lookup(ROOT, ino, name)).ino
+            except FsError:
+                return 0
+            export.root_ino = ino
+        return export.root_ino
 
     async def resolve_roots(self) -> None:
-        """Find each export's root inode (a bucket made later is found at its MNT)."""
+        """Resolve every export's root now; a missing one is retried at each MNT."""
         for e in self.exports:
-            if e.root_ino is None:
-                try:
-                    e.root_ino = await self._walk(e.path.split("/")[1:], ROOT)
-                except FsError as err:
-                    log.warning("export %s: %s (clients get MNT3ERR_NOENT until it exists)", e.path, err)
-
-    async def _walk(self, names: list[str], caller: Caller) -> int:
-        ino = ROOT_INO
-        for name in names:
-            if not name:
-                continue
-            node = await self.fs.lookup(caller, ino, name.encode())
-            if not node.is_dir:
-                raise NotADirectoryError(errno.ENOTDIR, f"{name} is not a directory")
-            ino = node.ino
-        return ino
-
-    # -- procedures ----------------------------------------------------------------------
+            if not await self.resolve_root(e):
+                log.warning("NFS export %s does not exist (yet): MNT answers NOENT", e.path)
 
     async def null(self, call: RpcCall) -> bytes:
+        call.args.done()
         return b""
 
     async def mnt(self, call: RpcCall) -> bytes:
@@ -86,60 +75,57 @@ class MountService:
         if status == MNT3_OK:
             p.pack_opaque(fh)
             p.pack_array([AUTH_SYS], p.pack_uint)
+            self.mounts[(call.peer[0].encode(), raw)] = None
         return p.get_buffer()
 
     async def _mnt(self, call: RpcCall, raw: bytes) -> tuple[int, bytes]:
         try:
-            path = raw.decode()
-        except UnicodeDecodeError:
+            found = self.exports.match(raw)
+        except ExportError:
             return MNT3ERR_INVAL, b""
-        found = self.exports.match(path)
         if found is None:
             return MNT3ERR_NOENT, b""
         export, below = found
         if not export.allows(call.peer):
-            log.info("MNT %s refused for %s: not in the export's clients", path, call.peer[0])
+            log.info("MNT %r refused to %s (not in the export's clients)", raw, call.peer[0])
             return MNT3ERR_ACCES, b""
+        ino = await self.resolve_root(export)
+        if not ino:
+            return MNT3ERR_NOENT, b""
+        caller = export.squash(call.cred)
         try:
-            if export.root_ino is None:
-                export.root_ino = await self._walk(export.path.split("/")[1:], ROOT)
-            ino = export.root_ino
-            if below:
-                # Below the export's root, as the squashed caller (search permission).
-                caller = export.squash(call.cred)
-                for name in below:
-                    node = await self.fs.lookup(caller, ino, name.encode())
-                    if not node.is_dir:
-                        return MNT3ERR_NOTDIR, b""
-                    ino = node.ino
+            for name in below:
+                if len(name) > MNTNAMLEN:
+                    return MNT3ERR_NAMETOOLONG, b""
+                ino = (await self.fs.lookup(caller, ino, name)).ino
             inode = await self.fs.getattr(ino)
+            if not inode.is_dir:
+                raise NotDir(raw.decode(errors="replace"))
         except FsError as e:
-            return _FROM_ERRNO.get(e.errno, MNT3ERR_SERVERFAULT), b""
-        except NotADirectoryError:
-            return MNT3ERR_NOTDIR, b""
-        self.mounted[(call.peer[0], path)] = None
+            return _MNT_ERR.get(e.errno, MNT3ERR_IO), b""
         return MNT3_OK, self.handles.encode(export, inode.ino, inode.generation)
 
     async def dump(self, call: RpcCall) -> bytes:
         call.args.done()
         p = Packer()
-        for host, path in self.mounted:
+        for host, path in self.mounts:
             p.pack_bool(True)
-            p.pack_string(host.encode()[:MNTNAMLEN])
-            p.pack_string(path.encode())
+            p.pack_string(host)
+            p.pack_string(path)
         p.pack_bool(False)
         return p.get_buffer()
 
     async def umnt(self, call: RpcCall) -> bytes:
         raw = call.args.unpack_string(MNTPATHLEN)
         call.args.done()
-        self.mounted.pop((call.peer[0], raw.decode(errors="replace")), None)
+        self.mounts.pop((call.peer[0].encode(), raw), None)
         return b""
 
     async def umntall(self, call: RpcCall) -> bytes:
         call.args.done()
-        for key in [k for k in self.mounted if k[0] == call.peer[0]]:
-            del self.mounted[key]
+        host = call.peer[0].encode()
+        for key in [k for k in self.mounts if k[0] == host]:
+            del self.mounts[key]
         return b""
 
     async def export(self, call: RpcCall) -> bytes:
@@ -148,16 +134,20 @@ class MountService:
         for e in self.exports:
             p.pack_bool(True)
             p.pack_string(e.path.encode())
-            for group in e.groups_text():
+            for net in e.clients:  # groups: who may mount it (empty = everyone)
                 p.pack_bool(True)
-                p.pack_string(group)
+                p.pack_string(str(net).encode())
             p.pack_bool(False)
         p.pack_bool(False)
         return p.get_buffer()
 
     def program(self) -> Program:
-        procs: dict[int, Callable[[RpcCall], Awaitable[bytes]]] = {
-            0: self.null, 1: self.mnt, 2: self.dump, 3: self.umnt, 4: self.umntall, 5: self.export}
-        # v1 and v2 share the procedure numbers; Linux and libnfs ask for v3.
+        table = {NULL: self.null, MNT: self.mnt, DUMP: self.dump, UMNT: self.umnt,
+                 UMNTALL: self.umntall, EXPORT: self.export}
         return Program(MOUNT_PROG, MOUNT_V3, MOUNT_V3,
-                       {(MOUNT_V3, n): fn for n, fn in procs.items()})
+                       {(MOUNT_V3, proc): fn for proc, fn in table.items()})
+
+
+_MNT_ERR = {E.ENOENT: MNT3ERR_NOENT, E.EACCES: MNT3ERR_ACCES, E.EPERM: MNT3ERR_PERM,
+            E.ENOTDIR: MNT3ERR_NOTDIR, E.ENAMETOOLONG: MNT3ERR_NAMETOOLONG,
+            E.EINVAL: MNT3ERR_INVAL}

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..vfs import Filesystem
 from .exports import Exports
-from .handles import HandleCodec, load_or_create_key
-from .mount3 import MountService
+from .handles import Handles, load_key
+from .mount3 import Mount3
 from .portmap import portmap_program
 from .rpc import Registry
 from .server import RpcServer
@@ -45,8 +45,8 @@ async def start_nfs(fs: Filesystem, data_dir: Path, host: str, port: int, export
                     portmap: tuple[str, int] | None = None) -> NfsService:
     from .nfs3 import nfs3_program
     exports = Exports.parse(export_specs)
-    handles = HandleCodec(load_or_create_key(data_dir), exports)
-    mount = MountService(fs, exports, handles)
+    handles = Handles(load_key(data_dir), exports)
+    mount = Mount3(fs, exports, handles)
     await mount.resolve_roots()
     program, door = nfs3_program(fs, handles, exports, new_write_verifier())
     nfs = RpcServer(Registry([program, mount.program()]))
