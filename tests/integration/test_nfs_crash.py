@@ -39,7 +39,7 @@ async def test_sigkill_before_commit_changes_the_verifier_and_keeps_committed_da
         assert res.status == t.NFS3_OK and res.verf == v1
         # Now unstable writes that never get a COMMIT: an overwrite of part of the
         # committed file, and a new file.
-        partial = await nfs.write(whole, 2 * MiB, b"\xff" * (3 * MiB))
+        partial = await nfs.write(whole, 2 * MiB, b"\xff" * MiB)
         assert partial.status == t.NFS3_OK and partial.committed == t.UNSTABLE
         assert partial.verf == v1
         pending = await nfs.new_file(bkt, b"pending")
