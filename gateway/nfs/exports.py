@@ -18,6 +18,7 @@ AUTH_NONE callers are always anonymous.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -77,14 +78,8 @@ class Export:
         """May a client at this address use the export?"""
         if not self.clients:
             return True
-        host = peer if isinstance(peer, str) else peer[0]
-        try:
-            ip = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self.clients)
+        ip = _address(peer if isinstance(peer, str) else peer[0])
+        return ip is not None and any(ip in net for net in self.clients)
 
     def squash(self, cred: AuthSys | None) -> Caller:
         """The vfs caller for these credentials under this export's rules."""
@@ -107,6 +102,17 @@ class Export:
         if self.clients:
             opts.append("clients=" + ",".join(str(n) for n in self.clients))
         return ",".join(opts)
+
+
+@functools.lru_cache(maxsize=4096)  # asked on every call with a handle: parse once per client
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def _id(name: str, value: str) -> int:
