@@ -555,7 +555,8 @@ def _garbage_bodies(root: bytes) -> list[tuple[int, bytes]]:
 
 def test_malformed_arguments_are_garbage_args_and_the_connection_keeps_serving(gw: Gateway) -> None:
     from tests.nfs_client import RpcClient
-    with RpcClient(gw.nfs_port) as c:  # type: ignore[attr-defined]
+    assert gw.nfs_port is not None
+    with RpcClient(gw.nfs_port) as c:
         root = c.mount("/")
         for proc, body in _garbage_bodies(root):
             reply = c.call(NFS_PROG, 3, proc, body)

@@ -48,7 +48,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 
 def url(gw: Gateway, path: str) -> str:
-    p = gw.nfs_port  # type: ignore[attr-defined]
+    p = gw.nfs_port
     return f"nfs://127.0.0.1/{path.lstrip('/')}?nfsport={p}&mountport={p}&version=3"
 
 
