@@ -42,7 +42,7 @@ def start_nfs_gateway(data: Path, *, exports: Iterable[str] = (), env: dict[str,
     for e in exports:
         extra += ["--export", e]
     gw = start_gateway(data, *extra, *args, env=env)
-    gw.nfs_port = port  # type: ignore[attr-defined]
+    assert gw.nfs_port == port
     return gw
 
 
@@ -95,7 +95,8 @@ async def connect(gw: Gateway, export: str = "/", cred: AuthSys = ROOT_CRED) -> 
     The connection closes with the test's event loop."""
     from tests.nfs_client import RpcClient
 
-    port = gw.nfs_port  # type: ignore[attr-defined]
+    port = gw.nfs_port
+    assert port is not None, "the gateway serves no NFS"
 
     def mnt() -> bytes:
         with RpcClient(port, cred=cred) as c:

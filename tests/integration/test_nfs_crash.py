@@ -39,9 +39,11 @@ async def test_sigkill_before_commit_changes_the_verifier_and_keeps_committed_da
         assert res.status == t.NFS3_OK and res.verf == v1
         # Now unstable writes that never get a COMMIT: an overwrite of part of the
         # committed file, and a new file.
-        partial = await nfs.write(whole, 2 * MiB, b"\xff" * MiB)
-        assert partial.status == t.NFS3_OK and partial.committed == t.UNSTABLE
-        assert partial.verf == v1
+        for at in range(2 * MiB, 5 * MiB, MiB):  # WRITEs carry at most wtmax (1 MiB)
+            partial = await nfs.write(whole, at, b"\xff" * MiB)
+            assert partial.status == t.NFS3_OK and partial.committed == t.UNSTABLE
+            assert partial.verf == v1
+        assert (await nfs.read(whole, 2 * MiB, 4)).data == b"\xff" * 4  # buffered, readable
         pending = await nfs.new_file(bkt, b"pending")
         await nfs.write_all(pending, os.urandom(5 * MiB), t.UNSTABLE)
     finally:
