@@ -23,7 +23,10 @@ def _serve(args: argparse.Namespace) -> None:
                     tls_cert=Path(args.tls_cert) if args.tls_cert else None,
                     tls_key=Path(args.tls_key) if args.tls_key else None,
                     mount=Path(args.mount) if args.mount else None,
-                    header_timeout=args.header_timeout, body_timeout=args.body_timeout))
+                    header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+                    nfs=None if args.nfs.lower() in ("", "off", "none") else parse_hostport(args.nfs),
+                    exports=tuple(args.export or ()),
+                    portmap=parse_hostport(args.portmap) if args.portmap else None))
 
 
 def _mount(args: argparse.Namespace) -> None:
@@ -130,6 +133,13 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a connection may take to send a complete request head")
     s.add_argument("--body-timeout", type=float, default=float(env("BODY_TIMEOUT", "60")),
                    help="seconds a request body may pause before 400 RequestTimeout")
+    s.add_argument("--nfs", default=env("NFS", "127.0.0.1:2049"),
+                   help="NFSv3 (and MOUNT) listen address HOST:PORT, or 'off'")
+    s.add_argument("--export", action="append", default=None, metavar="PATH[:OPTIONS]",
+                   help="NFS export (repeatable; default '/'): options rw|ro, clients=NET[+NET], "
+                        "root_squash|no_root_squash|all_squash, anonuid=N, anongid=N")
+    s.add_argument("--portmap", default=env("PORTMAP", ""),
+                   help="also answer portmapper (rpcbind v2) queries on HOST:PORT")
     s.add_argument("--mount", default=env("MOUNT", ""),
                    help="also mount the namespace here with FUSE")
     s.set_defaults(func=_serve)

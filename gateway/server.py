@@ -50,6 +50,9 @@ class ServeConfig:
     mount: Path | None = None  # also mount the namespace here with FUSE
     header_timeout: float = DEFAULT_HEADER_TIMEOUT  # a request head must arrive within
     body_timeout: float = DEFAULT_BODY_TIMEOUT      # idle seconds allowed inside a body
+    nfs: tuple[str, int] | None = None  # NFSv3 + MOUNT listen address; None: no NFS door
+    exports: tuple[str, ...] = ()  # --export specs (default "/")
+    portmap: tuple[str, int] | None = None  # optional portmapper listen address
 
     @property
     def scheme(self) -> str:
@@ -97,10 +100,11 @@ def _mount_ended(task: asyncio.Task[None]) -> None:
         log.error("the FUSE mount failed", exc_info=task.exception())
 
 
-def _announce(cfg: ServeConfig, creds: Credentials) -> None:
+def _announce(cfg: ServeConfig, creds: Credentials, nfs: str | None = None) -> None:
     print(json.dumps({
         "event": "listening",
         "s3": f"{cfg.scheme}://{cfg.s3_host}:{cfg.s3_port}",
+        "nfs": nfs,
         "data": str(cfg.data),
         "access_key": creds.access_key,
         "secret_key": creds.secret_key,
@@ -131,7 +135,11 @@ async def serve(cfg: ServeConfig) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        _announce(cfg, creds)  # only once a SIGTERM would stop us cleanly
+        nfs = None
+        if cfg.nfs is not None:
+            from .nfs.service import start_nfs
+            nfs = await start_nfs(fs, cfg.data, cfg.nfs[0], cfg.nfs[1], list(cfg.exports), cfg.portmap)
+        _announce(cfg, creds, f"{cfg.nfs[0]}:{nfs.port}" if cfg.nfs and nfs else None)
         collector = asyncio.create_task(_collector(fs, cfg))
         mounter = None
         if cfg.mount is not None:
@@ -149,6 +157,8 @@ async def serve(cfg: ServeConfig) -> None:
             except Exception:
                 log.exception("unmounting %s", cfg.mount)
         listener.close()
+        if nfs is not None:
+            await nfs.aclose()
         await runner.cleanup()
     finally:
         await fs.aclose()

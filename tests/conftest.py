@@ -39,6 +39,7 @@ class Gateway:
     log_path: Path
     scheme: str = "http"
     ssl_context: ssl.SSLContext | None = None
+    nfs_port: int | None = None
 
     @property
     def endpoint(self) -> str:
@@ -77,6 +78,8 @@ class Gateway:
 def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
                   timeout: float = 30, scheme: str = "http", ca: Path | None = None) -> Gateway:
     port = free_port()
+    if "--nfs" not in args:  # never the default 2049: many gateways run at once
+        args = (*args, "--nfs", f"127.0.0.1:{free_port()}")
     log_path = data.parent / f"{data.name}-{port}.log"
     log = open(log_path, "w")
     proc = subprocess.Popen(
@@ -91,7 +94,10 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
         proc.wait(5)
         raise AssertionError(f"gateway exited ({proc.returncode}): {log_path.read_text()}")
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
-    gw = Gateway(data, port, proc, json.loads(line), log_path, scheme, ctx)
+    announce = json.loads(line)
+    nfs = announce.get("nfs")
+    gw = Gateway(data, port, proc, announce, log_path, scheme, ctx,
+                 int(nfs.rsplit(":", 1)[1]) if nfs else None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, _ = gw.get("/_samebytes/health/ready")

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
+# Inode.extra key of an exclusive create's verifier (hex), see create().
+CREATE_VERIFIER = "createverf"
+
 _SETATTR_NOW = -1  # atime/mtime value meaning "the current time" (utimensat UTIME_NOW)
 UTIME_NOW = _SETATTR_NOW
 
@@ -180,7 +183,8 @@ class Filesystem(MultipartOps):
     # -- names ---------------------------------------------------------------------------
 
     async def _make(self, caller: Caller, parent: int, name: bytes, mode: int,
-                    target: bytes = b"", rdev: int = 0, exclusive: bool = True) -> Inode:
+                    target: bytes = b"", rdev: int = 0, exclusive: bool = True,
+                    verifier: bytes | None = None) -> Inode:
         check_name(name)
         now = now_ns()
         is_dir = stat.S_ISDIR(mode)
@@ -191,6 +195,9 @@ class Filesystem(MultipartOps):
             found = ns.lookup(txn, parent, name)
             if found is not None:
                 existing = self._inode(txn, found[0])
+                if (verifier is not None and existing.is_reg
+                        and existing.extra.get(CREATE_VERIFIER) == verifier.hex()):
+                    return existing  # a retry of the exclusive create that made it
                 if exclusive or not stat.S_ISREG(mode) or not existing.is_reg:
                     raise Exists(f"{name!r} exists")
                 return existing  # O_CREAT without O_EXCL: an open, not a create
@@ -200,6 +207,8 @@ class Filesystem(MultipartOps):
                          nlink=2 if is_dir else 1, atime_ns=now, mtime_ns=now, ctime_ns=now,
                          btime_ns=now, parent=parent, target=target, rdev=rdev,
                          size=len(target))
+            if verifier is not None:
+                node.extra[CREATE_VERIFIER] = verifier.hex()
             if is_dir and p.mode & stat.S_ISGID:
                 node.mode |= stat.S_ISGID
             elif not caller.is_root and not caller.in_group(node.gid):
@@ -210,10 +219,15 @@ class Filesystem(MultipartOps):
         return await self._write(op)
 
     async def create(self, caller: Caller, parent: int, name: bytes, mode: int = 0o644,
-                     *, exclusive: bool = True) -> Inode:
-        """A regular file. exclusive=False returns an existing file instead (O_CREAT)."""
+                     *, exclusive: bool = True, verifier: bytes | None = None) -> Inode:
+        """A regular file. exclusive=False returns an existing file instead (O_CREAT).
+
+        verifier (NFS EXCLUSIVE create): stored on the new file; a create of the same
+        name with the same verifier returns that file instead of Exists, so a client
+        retrying a create whose reply it lost succeeds exactly once.
+        """
         return await self._make(caller, parent, name, stat.S_IFREG | (mode & 0o7777),
-                                exclusive=exclusive)
+                                exclusive=exclusive, verifier=verifier)
 
     async def mkdir(self, caller: Caller, parent: int, name: bytes, mode: int = 0o755) -> Inode:
         return await self._make(caller, parent, name, stat.S_IFDIR | (mode & 0o7777))
