@@ -54,7 +54,7 @@ class RpcClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.cred = cred
         self.reader = RecordReader(max_record)
-        self.pending: list[bytes] = []
+        self.pending: list[bytearray] = []
 
     def __enter__(self) -> RpcClient:
         return self
@@ -70,7 +70,7 @@ class RpcClient:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def recv_record(self) -> bytes:
+    def recv_record(self) -> bytearray:
         while not self.pending:
             data = self.sock.recv(1 << 20)
             if not data:

@@ -19,7 +19,7 @@ AUTH_NONE callers are always anonymous.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from metadata import ROOT_INO
@@ -147,7 +147,7 @@ def parse_export(spec: str) -> Export:
     return e
 
 
-def _set(**kw: bool) -> object:
+def _set(**kw: bool) -> Callable[[Export], None]:
     def apply(e: Export) -> None:
         for k, v in kw.items():
             setattr(e, k, v)
@@ -177,7 +177,7 @@ class Exports:
     def parse(cls, specs: Iterable[str]) -> Exports:
         return cls(parse_export(s) for s in specs)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Export]:
         return iter(self.exports)
 
     def __len__(self) -> int:

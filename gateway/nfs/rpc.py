@@ -318,60 +318,78 @@ class RecordReader:
     """Sans-IO record-marking decoder: feed bytes, get back complete records.
 
     A record whose fragments add up to more than max_record raises RecordTooLarge
-    as soon as the fragment header says so, before its bytes are buffered.
+    as soon as the fragment header says so, before its bytes are buffered. Each
+    fragment is copied once, into a buffer of its announced size (a 1 MiB WRITE
+    arrives in many reads; appending and slicing a stream buffer copied it twice).
     """
 
-    __slots__ = ("max_record", "_buf", "_frags", "_size", "_want", "_last")
+    __slots__ = ("max_record", "_head", "_frag", "_filled", "_frags", "_size", "_last")
 
     def __init__(self, max_record: int = MAX_RECORD) -> None:
         self.max_record = max_record
-        self._buf = bytearray()
-        self._frags: list[bytes] = []  # completed fragments of the current record
+        self._head = bytearray()  # a fragment header split across feeds
+        self._frag: bytearray | None = None  # the fragment being filled
+        self._filled = 0
+        self._frags: list[bytearray] = []  # completed fragments of the current record
         self._size = 0  # bytes in _frags
-        self._want = -1  # length of the fragment being read; -1 = need a header
         self._last = False
 
     @property
     def buffered(self) -> int:
         """Bytes held for incomplete records."""
-        return len(self._buf) + self._size
+        return len(self._head) + self._filled + self._size
 
     @property
     def in_record(self) -> bool:
         """True when a record has started but is not complete."""
-        return bool(self._buf) or bool(self._frags) or self._want >= 0
+        return bool(self._head) or bool(self._frags) or self._frag is not None
 
-    def feed(self, data: Body) -> list[bytes]:
-        self._buf += data
-        out: list[bytes] = []
-        buf = self._buf
+    def feed(self, data: Body) -> list[bytearray]:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        pos, end = 0, len(view)
+        out: list[bytearray] = []
         while True:
-            if self._want < 0:
-                if len(buf) < 4:
+            frag = self._frag
+            if frag is None:
+                if pos == end:
                     break
-                (word,) = _U32.unpack_from(buf, 0)
-                del buf[:4]
+                if self._head or end - pos < 4:
+                    take = min(4 - len(self._head), end - pos)
+                    self._head += view[pos:pos + take]
+                    pos += take
+                    if len(self._head) < 4:
+                        break
+                    (word,) = _U32.unpack_from(self._head, 0)
+                    self._head.clear()
+                else:
+                    (word,) = _U32.unpack_from(view, pos)
+                    pos += 4
                 self._last = bool(word & LAST_FRAGMENT)
-                self._want = word & ~LAST_FRAGMENT
-                if self._size + self._want > self.max_record:
+                want = word & ~LAST_FRAGMENT
+                if self._size + want > self.max_record:
                     raise RecordTooLarge(
-                        f"record of at least {self._size + self._want} bytes "
-                        f"exceeds {self.max_record}")
-            if len(buf) < self._want:
+                        f"record of at least {self._size + want} bytes exceeds {self.max_record}")
+                frag = self._frag = bytearray(want)
+                self._filled = 0
+            take = min(len(frag) - self._filled, end - pos)
+            if take:
+                frag[self._filled:self._filled + take] = view[pos:pos + take]
+                self._filled += take
+                pos += take
+            if self._filled < len(frag):
                 break
-            frag = bytes(buf[:self._want])
-            del buf[:self._want]
-            self._want = -1
-            if self._last:
-                if self._frags:
-                    self._frags.append(frag)
-                    frag = b"".join(self._frags)
-                    self._frags.clear()
-                    self._size = 0
-                out.append(frag)
-            else:
+            self._frag = None
+            self._filled = 0
+            if not self._last:
                 self._frags.append(frag)
                 self._size += len(frag)
+                continue
+            if self._frags:
+                self._frags.append(frag)
+                frag = bytearray().join(self._frags)
+                self._frags.clear()
+                self._size = 0
+            out.append(frag)
         return out
 
 

@@ -173,12 +173,14 @@ class RpcServer:
 
     def __init__(self, registry: Registry, *, max_record: int = MAX_RECORD,
                  max_in_flight: int = MAX_IN_FLIGHT, idle_timeout: float = IDLE_TIMEOUT,
-                 record_timeout: float = RECORD_TIMEOUT) -> None:
+                 record_timeout: float = RECORD_TIMEOUT,
+                 sweep_interval: float = SWEEP_INTERVAL) -> None:
         self.registry = registry
         self.max_record = max_record
         self.max_in_flight = max_in_flight
         self.idle_timeout = idle_timeout
         self.record_timeout = record_timeout
+        self.sweep_interval = sweep_interval
         self.connections: set[RpcConnection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -193,7 +195,7 @@ class RpcServer:
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(SWEEP_INTERVAL)
+            await asyncio.sleep(self.sweep_interval)
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.sweep(now)
