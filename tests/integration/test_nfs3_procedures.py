@@ -418,7 +418,7 @@ async def test_a_foreign_cookie_verifier_is_bad_cookie(gw: Gateway) -> None:
 
 
 async def test_readdirplus_pages_a_20k_entry_directory_without_repeats_or_losses(gw: Gateway) -> None:
-    """20k entries (~7 s here); SAMEBYTES_TEST_NFS_DIR_ENTRIES=100000 runs the 100k case (~35 s)."""
+    """20k entries (~7 s here); SAMEBYTES_TEST_NFS_DIR_ENTRIES=100000 runs the 100k case (~40 s here)."""
     nfs, d = await _bkt(gw, "big")
     n = int(os.environ.get("SAMEBYTES_TEST_NFS_DIR_ENTRIES", "20000"))
     sem = asyncio.Semaphore(64)
