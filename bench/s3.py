@@ -173,7 +173,7 @@ def start_samebytes(run_dir: Path, access_key: str, secret_key: str) -> Server:
     port = free_port()
     data = run_dir / "samebytes-data"
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data),
-           "--s3", f"127.0.0.1:{port}"]
+           "--s3", f"127.0.0.1:{port}", "--nfs", "off"]
     out_path = run_dir / "samebytes.out"
     env = {**os.environ, "SAMEBYTES_ACCESS_KEY": access_key, "SAMEBYTES_SECRET_KEY": secret_key}
     with open(out_path, "wb") as out:
@@ -193,7 +193,7 @@ def start_samebytes(run_dir: Path, access_key: str, secret_key: str) -> Server:
         raise RuntimeError(f"samebytes announced other credentials: {announce}")
     _wait_http(srv, "/_samebytes/health/ready", lambda s: s == 200)
     srv.info = {"version": _version("samebytes"),
-                "command": "python -m gateway.cli serve --data DIR --s3 127.0.0.1:PORT",
+                "command": "python -m gateway.cli serve --data DIR --s3 127.0.0.1:PORT --nfs off",
                 "config": "defaults (4 MiB chunks, durable: sync LMDB commits, fdatasync'd "
                           "chunk files), credentials from SAMEBYTES_ACCESS_KEY/SECRET_KEY"}
     return srv

@@ -71,7 +71,9 @@ def test_root_credentials_come_from_the_environment(tmp_path: Path) -> None:
 def test_every_option_is_settable_from_the_environment(tmp_path: Path) -> None:
     port = free_port()
     data = tmp_path / "envdata"
-    env = {**os.environ, "SAMEBYTES_DATA": str(data), "SAMEBYTES_S3": f"127.0.0.1:{port}"}
+    nfs_port = free_port()
+    env = {**os.environ, "SAMEBYTES_DATA": str(data), "SAMEBYTES_S3": f"127.0.0.1:{port}",
+           "SAMEBYTES_NFS": f"127.0.0.1:{nfs_port}"}
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -79,6 +81,7 @@ def test_every_option_is_settable_from_the_environment(tmp_path: Path) -> None:
         announce = json.loads(proc.stdout.readline())
         assert announce["s3"] == f"http://127.0.0.1:{port}"
         assert announce["data"] == str(data)
+        assert announce["nfs"] == f"127.0.0.1:{nfs_port}"
         assert (data / "meta" / "data.mdb").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
