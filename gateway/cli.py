@@ -108,6 +108,36 @@ def _gc(args: argparse.Namespace) -> None:
     print(json.dumps(asyncio.run(main())))
 
 
+def _fsck(args: argparse.Namespace) -> None:
+    from .vfs import Filesystem
+    from .vfs.fsck import fsck
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    async def main() -> dict[str, object]:
+        fs = Filesystem.from_data_dir(Path(args.data))
+        try:
+            await fs.start()
+            return (await fsck(fs, verify=args.verify, progress=progress)).as_dict()
+        finally:
+            await fs.aclose()
+
+    report = asyncio.run(main())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        findings = report["findings"]
+        assert isinstance(findings, list)
+        for f in findings:
+            print(f"{f['kind']}: {f['detail']}")
+        print(f"{report['inodes']} inodes, {report['dirents']} entries, {report['extents']} extents, "
+              f"{report['chunks_referenced']} chunks"
+              + (f" ({report['chunks_verified']} read back and verified)" if args.verify else "")
+              + f": {len(findings)} problem(s)")
+    raise SystemExit(0 if report["clean"] else 1)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
@@ -170,6 +200,14 @@ def parser() -> argparse.ArgumentParser:
     bp.add_argument("--private", action="store_true", help="undo: refuse anonymous requests again")
     bp.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     bp.set_defaults(func=_bucket_public)
+
+    fk = sub.add_parser("fsck", parents=[common],
+                        help="check that metadata and chunks agree; report, never repair (exit 1 on problems)")
+    fk.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
+    fk.add_argument("--verify", action="store_true",
+                    help="also read every chunk back and check its checksums")
+    fk.add_argument("--json", action="store_true", help="print the report as JSON")
+    fk.set_defaults(func=_fsck)
 
     g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
