@@ -138,6 +138,30 @@ def _fsck(args: argparse.Namespace) -> None:
     raise SystemExit(0 if report["clean"] else 1)
 
 
+def _backup(args: argparse.Namespace) -> None:
+    from .backup import BackupError, backup, default_target, target_for
+    where = args.to or default_target(Path(args.data))
+    if where is None:
+        raise SystemExit("samebytes backup: --to DIR or --to s3://BUCKET/PREFIX is needed "
+                         "(the default, beside the chunks, exists only for the s3 chunk backend)")
+    try:
+        out = asyncio.run(backup(Path(args.data), target_for(where, endpoint=args.endpoint,
+                                                             region=args.region), keep=args.keep))
+    except BackupError as e:
+        raise SystemExit(f"samebytes backup: {e}") from None
+    print(json.dumps({**out, "to": where}))
+
+
+def _restore(args: argparse.Namespace) -> None:
+    from .backup import BackupError, restore, target_for
+    try:
+        out = asyncio.run(restore(Path(args.data), target_for(args.source, endpoint=args.endpoint,
+                                                              region=args.region), args.name))
+    except BackupError as e:
+        raise SystemExit(f"samebytes restore: {e}") from None
+    print(json.dumps(out))
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
@@ -208,6 +232,27 @@ def parser() -> argparse.ArgumentParser:
                     help="also read every chunk back and check its checksums")
     fk.add_argument("--json", action="store_true", help="print the report as JSON")
     fk.set_defaults(func=_fsck)
+
+    bk = sub.add_parser("backup", parents=[common],
+                        help="copy the metadata (and local chunks) of a serving data folder to DIR or s3://")
+    bk.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
+    bk.add_argument("--to", default=env("BACKUP_TO", ""),
+                    help="DIR or s3://BUCKET/PREFIX (default with the s3 chunk backend: beside the chunks)")
+    bk.add_argument("--endpoint", default=env("BACKUP_ENDPOINT", "") or None,
+                    help="S3 endpoint URL for an s3:// destination")
+    bk.add_argument("--region", default=env("BACKUP_REGION", "us-east-1"))
+    bk.add_argument("--keep", type=int, default=int(env("BACKUP_KEEP", "7")),
+                    help="backups to keep at the destination (older ones are deleted)")
+    bk.set_defaults(func=_backup)
+
+    rs = sub.add_parser("restore", parents=[common],
+                        help="rebuild a new data folder from the newest (or a named) backup")
+    rs.add_argument("--data", required=True, help="the new (absent or empty) data folder")
+    rs.add_argument("--from", dest="source", required=True, help="DIR or s3://BUCKET/PREFIX")
+    rs.add_argument("--name", default=None, help="a backup's name (default: the newest)")
+    rs.add_argument("--endpoint", default=env("BACKUP_ENDPOINT", "") or None)
+    rs.add_argument("--region", default=env("BACKUP_REGION", "us-east-1"))
+    rs.set_defaults(func=_restore)
 
     g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
