@@ -24,7 +24,6 @@ Jobs, each as a program would do it (one thread, plain syscalls):
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -32,7 +31,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

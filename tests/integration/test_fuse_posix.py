@@ -7,7 +7,6 @@ One `samebytes serve --mount MNT` process for the module, as in test_fuse.py.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import errno
 import hashlib
@@ -17,13 +16,11 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, Gateway, start_gateway
+from tests.conftest import IN_CI, Gateway
 from tests.integration.conftest import client_for
 
 if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3") or os.geteuid() != 0:
@@ -31,27 +28,7 @@ if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3") or os.gete
         raise RuntimeError("CI must run the FUSE tests: /dev/fuse, fusermount3 and root needed")
     pytest.skip("FUSE tests need /dev/fuse, fusermount3 and root", allow_module_level=True)
 
-from tests.integration.test_fuse import run, wait_for  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def door() -> Iterator[tuple[Gateway, Path]]:
-    base = Path(tempfile.mkdtemp(prefix="samebytes-fuse2-"))
-    base.chmod(0o755)
-    mnt = base / "mnt"
-    mnt.mkdir()
-    gw = start_gateway(base / "data", "--mount", str(mnt))
-    try:
-        wait_for(lambda: os.path.ismount(mnt), 20, "the mount")
-        yield gw, mnt
-    finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-        try:
-            gw.stop()
-        finally:
-            if os.path.ismount(mnt):
-                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
-            shutil.rmtree(base, ignore_errors=True)
+from tests.integration.test_fuse import door, run  # noqa: E402,F401  (door: one mount per module)
 
 
 @pytest.fixture(scope="module")

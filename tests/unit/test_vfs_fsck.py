@@ -13,7 +13,6 @@ import os
 import struct
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
+def fs(vfs: Filesystem) -> Filesystem:
+    return vfs  # tests/unit/conftest.py: LMDB + local chunks of CHUNK bytes
 
 
 async def populate(fs: Filesystem) -> dict[str, int]:
