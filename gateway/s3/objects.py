@@ -30,6 +30,8 @@ RESPONSE_OVERRIDES = {
 }
 DEFAULT_TYPE = "binary/octet-stream"
 MAX_DELETE_BODY = 2 << 20
+# Bodies up to this size are read whole and sent with their headers in one write.
+SMALL_BODY = 256 << 10
 
 
 def quote_etag(etag: str) -> str:
@@ -160,6 +162,11 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     headers["Content-Length"] = str(end - start)
     if head:
         return web.Response(status=status, headers=headers)
+    if end - start <= SMALL_BODY:
+        # Headers and body in one write (StreamResponse sends them separately: two
+        # syscalls, a third of a 4 KiB GET's server time in the profile).
+        body = b"".join([piece async for piece in opened.stream(start, end)])
+        return web.Response(status=status, headers=headers, body=body)
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = end - start
     await resp.prepare(ctx.request)

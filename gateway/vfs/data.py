@@ -29,6 +29,8 @@ READ_AHEAD = 4
 # Largest piece a stream yields: big enough to amortise per-piece costs,
 # small enough not to hold memory (FACTS: 1 MiB pieces cost nothing).
 STREAM_PIECE = 1 << 20
+# First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
+FIRST_BUFFER = 64 << 10
 
 
 class ChunkIds:
@@ -118,12 +120,11 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     """
     md5 = hashlib.md5()
     out = Written([], [])
-    buf = bytearray()
     offset = 0
     hashing: asyncio.Future[None] | None = None
     inflight: set[asyncio.Future[None]] = set()
 
-    async def flush(piece: bytes) -> None:
+    async def flush(piece: bytearray | memoryview) -> None:
         nonlocal offset, hashing
         if hashing is not None:
             await hashing  # MD5 updates must happen in order
@@ -140,15 +141,36 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
         inflight.add(asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out)))
         offset += len(piece)
 
+    # Each chunk is filled in place in its own buffer, handed over whole and never
+    # touched again: one copy per byte (socket piece -> chunk buffer) instead of the
+    # three an append/slice/delete bytearray costs (FACTS: fresh copies run ~1.8 GB/s,
+    # a third of the 64 MiB PUT's time went there). The first buffer starts small and
+    # grows, so a 4 KiB body does not allocate a whole chunk.
+    buf = bytearray(min(chunk_size, FIRST_BUFFER))
+    view = memoryview(buf)
+    fill = 0
     try:
         async for data in body:
-            buf += data
-            while len(buf) >= chunk_size:
-                piece = bytes(buf[:chunk_size])
-                del buf[:chunk_size]
-                await flush(piece)
-        if buf:
-            await flush(bytes(buf))
+            dv = memoryview(data)
+            at, n = 0, len(dv)
+            while at < n:
+                if fill == len(buf) and len(buf) < chunk_size:
+                    view.release()
+                    grown = bytearray(min(chunk_size, max(2 * len(buf), fill + n - at)))
+                    grown[:fill] = buf
+                    buf, view = grown, memoryview(grown)
+                k = min(len(buf) - fill, n - at)
+                view[fill:fill + k] = dv[at:at + k]
+                fill += k
+                at += k
+                if fill == chunk_size:
+                    view.release()
+                    await flush(buf)
+                    buf = bytearray(chunk_size)
+                    view = memoryview(buf)
+                    fill = 0
+        if fill:
+            await flush(view[:fill])
         if hashing is not None:
             await hashing
         await asyncio.gather(*inflight)

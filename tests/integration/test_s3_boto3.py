@@ -392,3 +392,52 @@ def test_a_wrong_part_checksum_at_completion_is_refused_and_nothing_is_stored(s3
             "Parts": [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumSHA256": wrong}]})
     assert code_of(e) == "InvalidPart"
     assert s3.list_objects_v2(Bucket="mpbad")["KeyCount"] == 0
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_list_paging_never_repeats_or_skips_a_key_while_keys_are_added_and_removed(s3, version: str) -> None:
+    """Between two pages, keys (and whole implicit folders) appear and disappear
+    before, at and after the page boundary: every key that stayed all along is
+    listed exactly once, the listing stays in strict byte order, and nothing that
+    never existed shows up."""
+    s3.create_bucket(Bucket="bkt")
+    stable = [f"d{i % 6}/s{i:03d}" for i in range(60)] + [f"top{i:02d}" for i in range(10)]
+    # Volatile keys sit beside the stable ones, some alone in their folder (the folder
+    # vanishes with them), and are removed or re-added while the listing walks.
+    volatile = [f"d{i % 6}/v{i:03d}" for i in range(30)] + [f"gone{i}/only" for i in range(6)]
+    for k in stable + volatile:
+        s3.put_object(Bucket="bkt", Key=k, Body=b"x")
+    ever: set[str] = set(stable) | set(volatile)
+    listed: list[str] = []
+    token: str | None = None
+    step = 0
+    while True:
+        if version == "v2":
+            kw = {"ContinuationToken": token} if token else {}
+            page = s3.list_objects_v2(Bucket="bkt", MaxKeys=7, **kw)
+            token = page.get("NextContinuationToken")
+        else:
+            kw = {"Marker": token} if token else {}
+            page = s3.list_objects(Bucket="bkt", MaxKeys=7, **kw)
+            token = page["Contents"][-1]["Key"] if page.get("IsTruncated") else None
+        listed += [o["Key"] for o in page.get("Contents", [])]
+        if not page["IsTruncated"]:
+            break
+        # Mutate around where the walk stands: drop volatile keys just behind and
+        # just ahead of the boundary, add new ones on both sides.
+        last = listed[-1]
+        for k in volatile[step % len(volatile)::5]:
+            s3.delete_object(Bucket="bkt", Key=k)
+        for j in range(3):
+            for k in (f"{last}-new{step}-{j}", f"d{(step + j) % 6}/n{step:03d}{j}", f"a{step:03d}{j}"):
+                s3.put_object(Bucket="bkt", Key=k, Body=b"y")
+                ever.add(k)
+        for k in volatile[(step + 2) % len(volatile)::7]:
+            s3.put_object(Bucket="bkt", Key=k, Body=b"z")
+        step += 1
+    assert step >= 8, "the listing should have taken many pages"
+    as_bytes = [k.encode() for k in listed]
+    assert as_bytes == sorted(set(as_bytes)), "keys repeated or out of order"
+    missing = [k for k in stable if k not in listed]
+    assert not missing, f"stable keys skipped: {missing}"
+    assert set(listed) <= ever, f"keys that never existed: {set(listed) - ever}"
