@@ -111,6 +111,8 @@ def _object_headers(ctx: Ctx, inode: Inode, xattrs: dict[bytes, bytes]) -> dict[
         "Last-Modified": http_date(inode.mtime_ns),
         "Content-Type": inode.content_type or DEFAULT_TYPE,
         "Accept-Ranges": "bytes",
+        # Set here, not after the handler: a streamed body's headers are sent before it returns.
+        "x-amz-request-id": ctx.request_id,
     }
     for name, value in inode.extra.get("headers", {}).items():
         h[name.title()] = value
@@ -128,8 +130,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     opened = await fs.get_object(ctx.caller, ctx.bucket, ctx.key)
     inode = opened.inode
     check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
-    xattrs = await fs.object_xattrs(ctx.caller, ctx.bucket, ctx.key)
-    headers = _object_headers(ctx, inode, xattrs)
+    headers = _object_headers(ctx, inode, opened.xattrs)
     size = inode.size
     status = 200
     start, end = 0, size

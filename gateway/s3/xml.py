@@ -166,12 +166,17 @@ _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
 # (escaping was a fifth of a 1000-key listing's CPU).
 _SPECIAL = re.compile("[&<>\"\r]|" + _NOT_XML.pattern)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.\-/*]*\Z")
 _ALG = re.compile(r"[A-Za-z0-9]+\Z")
 
 
 def escape(text: str) -> str:
     """XML character data for ``text``: escaped, and characters XML 1.0 cannot hold
     replaced by U+FFFD."""
+    # Printable ASCII without markup characters, the usual key, skips the regex.
+    if (text.isascii() and text.isprintable() and "&" not in text and "<" not in text
+            and ">" not in text and '"' not in text):
+        return text
     if _SPECIAL.search(text) is None:
         return text
     return _NOT_XML.sub("\ufffd", text).translate(_ESCAPES)
@@ -182,6 +187,8 @@ def url_encode(value: str) -> str:
     unreserved ``A-Z a-z 0-9 - _ .`` plus ``/`` and ``*`` kept, space as ``+``,
     everything else (``+``, ``~``, ``%``, controls, non-ASCII) as ``%XX``.
     ``urllib.parse.unquote_plus`` (what botocore applies) inverts it exactly."""
+    if _URL_SAFE.match(value):
+        return value  # nothing to encode: the usual key, without quote_plus's cost
     try:
         raw = value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
@@ -342,18 +349,30 @@ def list_buckets(owner_id: str, owner_name: str | None,
 
 
 def _contents(w: _W, entries: Iterable[ObjectEntry], url: bool, owners: bool) -> None:
+    # One string per entry (the generic element writer cost a fifth of a listing's CPU);
+    # same output as w.key/w.time/w.el/w.num in this order.
+    out = w.out
     for e in entries:
-        w.open("Contents")
-        w.key("Key", e.key, url)
-        w.time("LastModified", e.last_modified)
-        w.el("ETag", _quoted(e.etag))
-        w.el("ChecksumAlgorithm", e.checksum_algorithm)
-        w.el("ChecksumType", e.checksum_type)
-        w.num("Size", e.size)
+        key = escape(url_encode(e.key) if url else e.key)
+        s = [f"<Contents><Key>{key}</Key>" if key else "<Contents><Key></Key>"]
+        if e.last_modified is not None:
+            s.append(f"<LastModified>{timestamp(e.last_modified)}</LastModified>")
+        if e.etag is not None:
+            et = e.etag[1:-1] if len(e.etag) >= 2 and e.etag[0] == e.etag[-1] == '"' else e.etag
+            s.append(f"<ETag>&quot;{escape(et)}&quot;</ETag>")
+        if e.checksum_algorithm is not None:
+            s.append(f"<ChecksumAlgorithm>{escape(e.checksum_algorithm)}</ChecksumAlgorithm>"
+                     if e.checksum_algorithm else "<ChecksumAlgorithm></ChecksumAlgorithm>")
+        if e.checksum_type is not None:
+            s.append(f"<ChecksumType>{escape(e.checksum_type)}</ChecksumType>"
+                     if e.checksum_type else "<ChecksumType></ChecksumType>")
+        if e.size is not None:
+            s.append(f"<Size>{int(e.size)}</Size>")
+        out.append("".join(s))
         if owners and e.owner_id is not None:
             w.person("Owner", e.owner_id, e.owner_name)
         w.el("StorageClass", e.storage_class)
-        w.close("Contents")
+        out.append("</Contents>")
 
 
 def _prefixes(w: _W, prefixes: Iterable[str], url: bool) -> None:

@@ -17,7 +17,7 @@ import asyncio
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chunkstore import ChunkStore
@@ -62,6 +62,7 @@ class ObjectRead:
     end: int
     plan: data.ReadPlan | None
     chunks: ChunkStore
+    xattrs: dict[bytes, bytes] = field(default_factory=dict)  # read in the same snapshot
 
     @property
     def body(self) -> AsyncIterator[bytes]:
@@ -374,16 +375,17 @@ class ObjectOps(Core):
     async def get_object(self, caller: Caller, bucket: str, key: str | bytes,
                          start: int = 0, end: int | None = None) -> ObjectRead:
         """Open an object: attributes and a snapshot of all its bytes, from one read txn."""
-        def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None]:
+        def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None, dict[bytes, bytes]]:
             inode = self._object(txn, caller, bucket, key)[0]
             check(caller, inode, R)
+            xattrs = dict(ns.list_xattrs(txn, inode.ino))
             if inode.is_dir:
-                return inode, None
-            return inode, data.plan(txn, inode.ino, inode.size, 0, inode.size)
+                return inode, None, xattrs
+            return inode, data.plan(txn, inode.ino, inode.size, 0, inode.size), xattrs
 
-        inode, p = self._read(op)
+        inode, p, xattrs = self._read(op)
         stop = inode.size if end is None else min(end, inode.size)
-        return ObjectRead(inode, min(start, stop), stop, p, self.chunks)
+        return ObjectRead(inode, min(start, stop), stop, p, self.chunks, xattrs)
 
     async def read_object(self, caller: Caller, bucket: str, key: str | bytes,
                           start: int = 0, end: int | None = None) -> bytes:
