@@ -24,7 +24,6 @@ from .errors import S3Error
 
 # Largest single PUT S3 accepts.
 MAX_PUT_SIZE = 5 << 30
-READ_PIECE = 1 << 20
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
@@ -127,7 +126,9 @@ class Body:
     async def pieces(self) -> AsyncIterator[bytes]:
         """The payload bytes, in order, as they arrive."""
         if not self.streaming:
-            async for data in self._timed(self._content.iter_chunked(READ_PIECE)):
+            # Pieces as they arrive: the vfs copies them into chunk buffers anyway, and
+            # fixed-size reads would join them into a new buffer first.
+            async for data in self._timed(self._content.iter_any()):
                 self._take(data)
                 yield data
             return

@@ -255,9 +255,10 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> Async
         nonlocal idx
         while idx < len(pieces) and len(pending) < READ_AHEAD:
             _, n, e = pieces[idx]
-            if e is None:
+            if e is None or e.data is not None:
+                # A hole or inline bytes: no task (a task costs a loop iteration).
                 fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-                fut.set_result(bytes(n))
+                fut.set_result(bytes(n) if e is None else e.data)  # type: ignore[arg-type]
                 pending.append(fut)  # type: ignore[arg-type]
             else:
                 pending.append(asyncio.ensure_future(_fetch(chunks, p, e)))

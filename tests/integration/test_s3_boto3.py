@@ -153,6 +153,8 @@ def test_listing_v1_and_v2_with_paging_and_delimiters(s3) -> None:
     # for explicitly, it leaves the AWS-style encoding to the caller.
     r = s3.list_objects_v2(Bucket="bkt", EncodingType="url", Prefix="c")
     assert [o["Key"] for o in r["Contents"]] == ["c+d%2Be"]
+    r = s3.list_objects(Bucket="bkt", EncodingType="url", Marker="b")  # v1 encodes too
+    assert [o["Key"] for o in r["Contents"]] == ["c+d%2Be", "%C3%A9"]
 
 
 def test_delete_objects_quiet_and_verbose(s3) -> None:
