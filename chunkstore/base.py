@@ -169,6 +169,10 @@ class ChunkStore(abc.ABC):
         """Every stored chunk id with its mtime (unix seconds), in no particular order.
         Temporary files of writes in progress are not ids."""
 
+    def prefetch(self, infos: list[ChunkInfo]) -> None:
+        """Hint: a sequential reader will want these chunks soon. Stores where a read is a
+        round-trip start fetching them in the background; a local disk needs nothing."""
+
     @abc.abstractmethod
     async def check(self) -> None:
         """Readiness probe: raise ChunkError when the store cannot be written or read."""

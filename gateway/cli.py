@@ -22,7 +22,17 @@ def _serve(args: argparse.Namespace) -> None:
                     gc_interval=args.gc_interval, region=args.region, domain=args.domain or None,
                     tls_cert=Path(args.tls_cert) if args.tls_cert else None,
                     tls_key=Path(args.tls_key) if args.tls_key else None,
-                    mount=Path(args.mount) if args.mount else None))
+                    mount=Path(args.mount) if args.mount else None,
+                    chunks=_chunks(args)))
+
+
+def _chunks(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from chunkstore.select import BackendSpec
+    spec = BackendSpec(url=args.chunks, endpoint=args.chunks_endpoint or None,
+                       region=args.chunks_region, addressing=args.chunks_addressing,
+                       cache_size=parse_size(args.cache_size))
+    spec.validate()
+    return spec
 
 
 def _mount(args: argparse.Namespace) -> None:
@@ -34,7 +44,8 @@ def _mount(args: argparse.Namespace) -> None:
     from .vfs import Filesystem
 
     async def main() -> None:
-        fs = Filesystem.from_data_dir(Path(args.data), chunk_size=parse_size(args.chunk_size))
+        fs = Filesystem.from_data_dir(Path(args.data), chunk_size=parse_size(args.chunk_size),
+                                      chunks=_chunks(args))
         try:
             await fs.start()
             loop = asyncio.get_running_loop()
@@ -94,7 +105,7 @@ def _gc(args: argparse.Namespace) -> None:
     from .vfs import Filesystem, collect
 
     async def main() -> dict[str, int]:
-        fs = Filesystem.from_data_dir(Path(args.data))
+        fs = Filesystem.from_data_dir(Path(args.data), chunks=_chunks(args))
         try:
             await fs.start()
             return (await collect(fs, args.grace)).as_dict()
@@ -108,10 +119,20 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    chunks = argparse.ArgumentParser(add_help=False)
+    chunks.add_argument("--chunks", default=env("CHUNKS", "local"),
+                        help="chunk backend: local (in the data folder) or s3://BUCKET/PREFIX")
+    chunks.add_argument("--chunks-endpoint", default=env("CHUNKS_ENDPOINT", ""),
+                        help="URL of the S3-compatible store for --chunks s3://...")
+    chunks.add_argument("--chunks-region", default=env("CHUNKS_REGION", "us-east-1"))
+    chunks.add_argument("--chunks-addressing", default=env("CHUNKS_ADDRESSING", "path"),
+                        choices=["path", "virtual"], help="bucket in the path or the host name")
+    chunks.add_argument("--cache-size", default=env("CACHE_SIZE", "8GiB"),
+                        help="local read cache for a remote backend, e.g. 8GiB (0: none)")
     p = argparse.ArgumentParser(prog="samebytes", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", parents=[common],
+    s = sub.add_parser("serve", parents=[common, chunks],
                        help="serve the namespace (S3 door, health endpoints)")
     s.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     s.add_argument("--s3", default=env("S3", DEFAULT_S3), help="S3 listen address HOST:PORT")
@@ -129,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also mount the namespace here with FUSE")
     s.set_defaults(func=_serve)
 
-    m = sub.add_parser("mount", parents=[common], help="mount the namespace with FUSE")
+    m = sub.add_parser("mount", parents=[common, chunks], help="mount the namespace with FUSE")
     m.add_argument("mountpoint")
     m.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     m.add_argument("--chunk-size", default=env("CHUNK_SIZE", "4MiB"), help="chunk size, e.g. 4MiB")
@@ -156,7 +177,7 @@ def parser() -> argparse.ArgumentParser:
     bp.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     bp.set_defaults(func=_bucket_public)
 
-    g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
+    g = sub.add_parser("gc", parents=[common, chunks], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     g.add_argument("--grace", type=float, default=float(env("GRACE", "3600")),
                    help="only collect chunks older than this many seconds")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from chunkstore.select import BackendSpec
+
 from .config import Credentials, root_credentials
 from .vfs import DEFAULT_CHUNK_SIZE, DEFAULT_GRACE_SECONDS, Filesystem, FsError, collect
 
@@ -47,6 +49,7 @@ class ServeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     mount: Path | None = None  # also mount the namespace here with FUSE
+    chunks: BackendSpec | None = None  # None: local chunks in the data folder
 
     @property
     def scheme(self) -> str:
@@ -109,7 +112,7 @@ def _announce(cfg: ServeConfig, creds: Credentials) -> None:
 async def serve(cfg: ServeConfig) -> None:
     creds = root_credentials(cfg.data)
     fs = Filesystem.from_data_dir(cfg.data, chunk_size=cfg.chunk_size,
-                                  grace_seconds=cfg.grace_seconds)
+                                  grace_seconds=cfg.grace_seconds, chunks=cfg.chunks)
     try:
         await fs.start()
         await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")

@@ -74,8 +74,18 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
+# SAMEBYTES_TEST_CHUNKS=moto|gateway runs every test gateway on the s3 chunk backend,
+# kept in that server (one per session, a bucket per data folder); unset: local chunks.
+TEST_CHUNKS = os.environ.get("SAMEBYTES_TEST_CHUNKS", "")
+
+
 def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
                   timeout: float = 30, scheme: str = "http", ca: Path | None = None) -> Gateway:
+    if TEST_CHUNKS and "--chunks" not in args:
+        from tests.s3backends import session_backend
+        backend = session_backend(TEST_CHUNKS)
+        args = (*args, *backend.args(backend.bucket_for(data)))
+        env = {**backend.env(), **(env or {})}
     port = free_port()
     log_path = data.parent / f"{data.name}-{port}.log"
     log = open(log_path, "w")
@@ -105,6 +115,27 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="session", params=["moto", "gateway"])
+def chunk_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real S3 server for chunks: moto's server, or a second samebytes gateway."""
+    from tests.s3backends import start_backend
+    backend = start_backend(request.param, tmp_path_factory.mktemp(f"backend-{request.param}"))
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture
+def s3_gateway(tmp_path: Path, chunk_backend) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+    """A gateway keeping its chunks in chunk_backend (a fresh bucket)."""
+    gw = start_gateway(tmp_path / "data", *chunk_backend.args(), env=chunk_backend.env())
     try:
         yield gw
     finally:

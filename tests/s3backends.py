@@ -51,6 +51,19 @@ class ChunkBackend:
         self.buckets.append(name)
         return name
 
+    def bucket_for(self, data: Path) -> str:
+        """A bucket that belongs to one data folder (the same one on every restart)."""
+        import hashlib
+        name = "chunks-" + hashlib.sha1(str(data.resolve()).encode()).hexdigest()[:16]
+        if name not in self.buckets:
+            try:
+                self.client().create_bucket(Bucket=name)
+            except Exception as e:  # already there from an earlier start in this session
+                if "BucketAlready" not in str(e):
+                    raise
+            self.buckets.append(name)
+        return name
+
     def env(self) -> dict[str, str]:
         return {"SAMEBYTES_CHUNKS_ACCESS_KEY": self.access_key,
                 "SAMEBYTES_CHUNKS_SECRET_KEY": self.secret_key}
@@ -116,3 +129,19 @@ def start_backend(kind: str, where: Path) -> ChunkBackend:
     if kind == "gateway":
         return start_gateway_backend(where / "backend-data")
     raise ValueError(f"unknown chunk backend {kind!r}")
+
+
+_SESSION: dict[str, ChunkBackend] = {}
+
+
+def session_backend(kind: str) -> ChunkBackend:
+    """One backend server of this kind for the whole test run (stopped at exit)."""
+    if kind == "s3":
+        kind = "moto"
+    if kind not in _SESSION:
+        import atexit
+        import tempfile
+        where = Path(tempfile.mkdtemp(prefix=f"samebytes-{kind}-"))
+        _SESSION[kind] = start_backend(kind, where)
+        atexit.register(_SESSION[kind].stop)
+    return _SESSION[kind]
