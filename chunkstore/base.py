@@ -76,6 +76,10 @@ class ChunkCorrupt(ChunkError):
         self.block = block
 
 
+class ChunkUnavailable(ChunkError):
+    """A remote backend did not answer within the request's deadline (after retries)."""
+
+
 class ChunkStoreFull(ChunkError):
     """ENOSPC/EDQUOT while writing; nothing half-written is left visible."""
 

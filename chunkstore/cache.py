@@ -147,7 +147,8 @@ class CachedChunkStore(ChunkStore):
             self._forget(cid)
             await asyncio.to_thread(_unlink_all, [self.path(cid)])
             return None
-        self._index.move_to_end(cid)
+        if cid in self._index:  # a concurrent reader may have dropped it meanwhile
+            self._index.move_to_end(cid)
         return buf[start - pos:end - pos]
 
     def _fetch(self, info: ChunkInfo) -> asyncio.Task[bytes]:
@@ -167,6 +168,8 @@ class CachedChunkStore(ChunkStore):
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Start fetching these chunks in the background (read-ahead); errors are left
         for the real read to meet."""
+        if self.max_bytes > 0 and not self._loaded:
+            return  # the index is not known yet: every chunk would look like a miss
         for info in infos:
             cid = info.chunk_id
             if (cid in self._index or cid in self._fetching or cid in self._prefetching

@@ -37,6 +37,7 @@ from .base import (
     ChunkInfo,
     ChunkMissing,
     ChunkStore,
+    ChunkUnavailable,
     block_count,
     block_sums,
     chunk_name,
@@ -201,7 +202,7 @@ class S3ChunkStore(ChunkStore):
                 log.debug("%s %s attempt %d: %s", what, chunk_id, attempt + 1, last)
             if attempt + 1 < pol.attempts:
                 await asyncio.sleep(min(pol.backoff(attempt), max(0.0, deadline - time.monotonic())))
-        raise ChunkError(chunk_id, f"{what}: backend unavailable after {attempt + 1} attempts "
+        raise ChunkUnavailable(chunk_id, f"{what}: backend unavailable after {attempt + 1} attempts "
                                    f"within {pol.deadline:g}s (last: {last})")
 
     # --- put -------------------------------------------------------------------------

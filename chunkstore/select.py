@@ -35,6 +35,7 @@ class BackendSpec:
     region: str = "us-east-1"
     addressing: str = "path"
     cache_size: int = DEFAULT_CACHE_SIZE
+    deadline: float = 30.0  # seconds per backend request, retries included
 
     @property
     def kind(self) -> str:
@@ -52,6 +53,8 @@ class BackendSpec:
             raise ValueError(f"--chunks {self.url!r}: expected 'local' or s3://BUCKET/PREFIX")
         if self.addressing not in ("path", "virtual"):
             raise ValueError(f"--chunks-addressing {self.addressing!r}: expected path or virtual")
+        if not self.deadline > 0:
+            raise ValueError("--chunks-deadline must be positive")
         if self.cache_size < 0:
             raise ValueError("--cache-size must not be negative")
         self.identity()
@@ -95,7 +98,10 @@ def open_store(data_dir: Path, spec: BackendSpec) -> ChunkStore:
     if spec.kind == "local":
         return LocalChunkStore(data_dir / "chunks")
     from .cache import CachedChunkStore
-    from .s3 import S3ChunkStore, S3Location
+    from .s3 import RetryPolicy, S3ChunkStore, S3Location
     loc = S3Location.from_url(spec.url, endpoint=spec.endpoint or None, region=spec.region,
                               addressing=spec.addressing)
-    return CachedChunkStore(S3ChunkStore(loc), data_dir / "cache", spec.cache_size)
+    policy = RetryPolicy(deadline=spec.deadline, read_timeout=min(15.0, spec.deadline),
+                         connect_timeout=min(5.0, spec.deadline))
+    return CachedChunkStore(S3ChunkStore(loc, policy=policy), data_dir / "cache",
+                            spec.cache_size)

@@ -30,7 +30,8 @@ def _chunks(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from chunkstore.select import BackendSpec
     spec = BackendSpec(url=args.chunks, endpoint=args.chunks_endpoint or None,
                        region=args.chunks_region, addressing=args.chunks_addressing,
-                       cache_size=parse_size(args.cache_size))
+                       cache_size=parse_size(args.cache_size),
+                       deadline=args.chunks_deadline)
     spec.validate()
     return spec
 
@@ -127,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
     chunks.add_argument("--chunks-region", default=env("CHUNKS_REGION", "us-east-1"))
     chunks.add_argument("--chunks-addressing", default=env("CHUNKS_ADDRESSING", "path"),
                         choices=["path", "virtual"], help="bucket in the path or the host name")
+    chunks.add_argument("--chunks-deadline", type=float,
+                        default=float(env("CHUNKS_DEADLINE", "30")),
+                        help="seconds one backend request may take, retries included")
     chunks.add_argument("--cache-size", default=env("CACHE_SIZE", "8GiB"),
                         help="local read cache for a remote backend, e.g. 8GiB (0: none)")
     p = argparse.ArgumentParser(prog="samebytes", description=__doc__)

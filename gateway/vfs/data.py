@@ -12,11 +12,14 @@ import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from chunkstore import ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull
+from chunkstore import (
+    ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
+    ChunkUnavailable,
+)
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 
-from .errors import DataCorrupt, NoSpace, StorageError
+from .errors import DataCorrupt, NoSpace, StorageError, Unavailable
 
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
@@ -80,6 +83,8 @@ class Written:
 def chunk_errors(exc: ChunkError) -> Exception:
     if isinstance(exc, ChunkStoreFull):
         return NoSpace(str(exc))
+    if isinstance(exc, ChunkUnavailable):
+        return Unavailable(str(exc))
     if isinstance(exc, (ChunkCorrupt, ChunkMissing)):
         return DataCorrupt(str(exc))
     return StorageError(str(exc))
