@@ -29,7 +29,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs",)
+BENCHMARKS = ("vfs", "chunks_s3")
 
 
 def log(msg: str) -> None:

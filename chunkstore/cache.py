@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"
 # Background fetches started by prefetch at once (each holds one chunk in memory).
 PREFETCH_MAX = 8
+# Whole chunks just fetched, kept in memory: a streaming reader takes a chunk in several
+# pieces, and read-ahead fetches chunks before the reader gets there; without this each
+# piece would be another backend round-trip (or disk read) of the whole chunk.
+RECENT_MAX = PREFETCH_MAX + 4
 
 
 class CachedChunkStore(ChunkStore):
@@ -54,6 +58,7 @@ class CachedChunkStore(ChunkStore):
         self._bytes = 0
         self._fetching: dict[int, asyncio.Task[bytes]] = {}
         self._prefetching: set[int] = set()
+        self._recent: OrderedDict[int, bytes] = OrderedDict()
         self._loaded = False
         self._load_lock = asyncio.Lock()
 
@@ -124,6 +129,10 @@ class CachedChunkStore(ChunkStore):
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
+        recent = self._recent.get(info.chunk_id)
+        if recent is not None and len(recent) == info.size:  # verified when fetched
+            self._recent.move_to_end(info.chunk_id)
+            return recent[start:end]
         if self.max_bytes > 0:
             await self._ensure_loaded()
             if info.chunk_id in self._index:
@@ -162,7 +171,11 @@ class CachedChunkStore(ChunkStore):
 
     async def _fetch_whole(self, info: ChunkInfo) -> bytes:
         data = await self.backend.fetch_verified(info, 0, info.size)
-        await self._store(info.chunk_id, data)  # verified above: never poisons the cache
+        # Verified above: neither tier is ever poisoned by a bad fetch.
+        self._recent[info.chunk_id] = data
+        while len(self._recent) > RECENT_MAX:
+            self._recent.popitem(last=False)
+        await self._store(info.chunk_id, data)
         return data
 
     def prefetch(self, infos: list[ChunkInfo]) -> None:
@@ -172,7 +185,8 @@ class CachedChunkStore(ChunkStore):
             return  # the index is not known yet: every chunk would look like a miss
         for info in infos:
             cid = info.chunk_id
-            if (cid in self._index or cid in self._fetching or cid in self._prefetching
+            if (cid in self._index or cid in self._recent or cid in self._fetching
+                    or cid in self._prefetching
                     or len(self._prefetching) >= PREFETCH_MAX or info.size == 0):
                 continue
             self._prefetching.add(cid)
@@ -186,6 +200,7 @@ class CachedChunkStore(ChunkStore):
             task.add_done_callback(done)
 
     async def delete(self, chunk_id: int) -> None:
+        self._recent.pop(chunk_id, None)
         self._forget(chunk_id)
         await asyncio.to_thread(_unlink_all, [self.path(chunk_id)])
         await self.backend.delete(chunk_id)

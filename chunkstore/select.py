@@ -62,39 +62,56 @@ class BackendSpec:
 
 def _describe(ident: dict[str, str]) -> str:
     if ident.get("backend") == "s3":
-        return f"s3://{ident.get('bucket')}/{ident.get('prefix', '')}".rstrip("/")
+        return f"s3://{ident.get('bucket')}/{ident.get('prefix', '')}"
     return str(ident.get("backend"))
 
 
-def record_or_check(data_dir: Path, spec: BackendSpec) -> None:
-    """Record spec's backend in a new data folder; refuse a different one later."""
-    path = Path(data_dir) / RECORD
-    want = spec.identity()
+def _read_record(data_dir: Path) -> dict[str, str] | None:
     try:
-        have = json.loads(path.read_text())
+        return json.loads((Path(data_dir) / RECORD).read_text())
     except FileNotFoundError:
         # A folder from before this record existed already holds metadata: it used local.
         if (Path(data_dir) / "meta").exists() and (Path(data_dir) / "chunks").exists():
-            have = {"backend": "local"}
+            return {"backend": "local"}
+        return None
+
+
+def record_or_check(data_dir: Path, spec: BackendSpec | None) -> BackendSpec:
+    """The backend to open: spec, recorded in a new data folder and refused when it is
+    not the recorded one; or, when spec is None, the recorded one (local if none)."""
+    path = Path(data_dir) / RECORD
+    have = _read_record(data_dir)
+    if spec is None:
+        if have is None or have.get("backend") == "local":
+            spec = BackendSpec()
         else:
-            tmp = path.with_name(f".{RECORD}.tmp")
-            tmp.write_text(json.dumps(want) + "\n")
-            os.replace(tmp, path)
-            return
-    if have != want:
+            spec = BackendSpec(url=_describe(have), endpoint=have.get("endpoint") or None,
+                               region=have.get("region", "us-east-1"),
+                               addressing=have.get("addressing", "path"))
+    want = spec.identity()
+    if have is not None and {k: have.get(k) for k in want} != want:
         raise BackendMismatch(
             f"data folder {data_dir} keeps its chunks in {_describe(have)}, not in "
             f"{_describe(want)}: start with --chunks {_describe(have)} (a data folder's "
             f"metadata only makes sense with the chunks it was written with)")
-    if not path.exists():
-        path.write_text(json.dumps(have) + "\n")
+    # How to reach the store is kept too (endpoint, region: they may change), so that
+    # admin commands without --chunks find it.
+    record = {**want, **({"endpoint": spec.endpoint or "", "region": spec.region,
+                          "addressing": spec.addressing} if spec.kind == "s3" else {})}
+    if have != record:
+        tmp = path.with_name(f".{RECORD}.tmp")
+        tmp.write_text(json.dumps(record) + "\n")
+        os.replace(tmp, path)
+    return spec
 
 
-def open_store(data_dir: Path, spec: BackendSpec) -> ChunkStore:
-    """The chunk store spec names, after checking it against the data folder's record."""
-    spec.validate()
+def open_store(data_dir: Path, spec: BackendSpec | None) -> ChunkStore:
+    """The chunk store spec names (None: the one the data folder records), after
+    checking it against the data folder's record."""
+    if spec is not None:
+        spec.validate()
     data_dir = Path(data_dir)
-    record_or_check(data_dir, spec)
+    spec = record_or_check(data_dir, spec)
     if spec.kind == "local":
         return LocalChunkStore(data_dir / "chunks")
     from .cache import CachedChunkStore

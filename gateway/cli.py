@@ -27,7 +27,11 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 def _chunks(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The --chunks options as a BackendSpec; None (no --chunks) means the backend the
+    data folder records (local for a new one)."""
     from chunkstore.select import BackendSpec
+    if not args.chunks:
+        return None
     spec = BackendSpec(url=args.chunks, endpoint=args.chunks_endpoint or None,
                        region=args.chunks_region, addressing=args.chunks_addressing,
                        cache_size=parse_size(args.cache_size),
@@ -121,8 +125,9 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
     chunks = argparse.ArgumentParser(add_help=False)
-    chunks.add_argument("--chunks", default=env("CHUNKS", "local"),
-                        help="chunk backend: local (in the data folder) or s3://BUCKET/PREFIX")
+    chunks.add_argument("--chunks", default=env("CHUNKS", ""),
+                        help="chunk backend: local (in the data folder) or s3://BUCKET/PREFIX; "
+                             "default: the one the data folder records, else local")
     chunks.add_argument("--chunks-endpoint", default=env("CHUNKS_ENDPOINT", ""),
                         help="URL of the S3-compatible store for --chunks s3://...")
     chunks.add_argument("--chunks-region", default=env("CHUNKS_REGION", "us-east-1"))

@@ -62,7 +62,7 @@ class Filesystem(MultipartOps):
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         kw: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
-        store = open_store(data_dir, chunks or BackendSpec())  # refuses before LMDB opens
+        store = open_store(data_dir, chunks)  # refuses before LMDB opens
         engine = open_engine(data_dir / "meta", **kw)
         return cls(engine, store, chunk_size=chunk_size,
                    grace_seconds=grace_seconds)
