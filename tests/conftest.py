@@ -85,7 +85,9 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
         from tests.s3backends import session_backend
         backend = session_backend(TEST_CHUNKS)
         args = (*args, *backend.args(backend.bucket_for(data)))
-        env = {**backend.env(), **(env or {})}
+        # Exported, not just passed: admin commands and separate mounts run by a test
+        # (without --chunks: they use the recorded backend) need the credentials too.
+        os.environ.update(backend.env())
     port = free_port()
     log_path = data.parent / f"{data.name}-{port}.log"
     log = open(log_path, "w")
