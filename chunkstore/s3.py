@@ -125,7 +125,8 @@ class S3ChunkStore(ChunkStore):
     name = "s3"
 
     def __init__(self, location: S3Location, *, concurrency: int = 32,
-                 policy: RetryPolicy | None = None) -> None:
+                 policy: RetryPolicy | None = None, list_page: int = 1000) -> None:
+        self.list_page = list_page
         self.location = location.with_env_credentials()
         self.policy = policy or RetryPolicy()
         self._concurrency = concurrency
@@ -295,8 +296,8 @@ class S3ChunkStore(ChunkStore):
         while True:
             async def attempt(client: Any, token: str | None = token) -> dict[str, Any]:
                 kw: dict[str, Any] = {"ContinuationToken": token} if token else {}
-                return await client.list_objects_v2(Bucket=self.location.bucket,
-                                                    Prefix=prefix, **kw)
+                return await client.list_objects_v2(Bucket=self.location.bucket, Prefix=prefix,
+                                                    MaxKeys=self.list_page, **kw)
 
             page = await self._call(None, "listing", attempt)
             for obj in page.get("Contents", ()):
