@@ -10,7 +10,9 @@ botocore's own retries are off: this module owns the budget (bounded attempts, f
 exponential backoff, one deadline per request), so a stalled backend turns into a clean
 error within a known time instead of stacking botocore's retries under ours.
 
-Uploads carry Content-MD5, which every S3 implementation verifies before it stores.
+Uploads carry x-amz-checksum-crc32c, which the store verifies before it stores (AWS,
+MinIO, recent Ceph RGW, samebytes itself); CRC32C runs at ~40 GB/s here against MD5's
+0.6 GB/s, and on a 2-core box the upload path is CPU-bound.
 Every read is verified against the chunk's xxh3 block sums (kept in metadata); a
 mismatch is fetched once more (a flipped bit on the wire) and then raised as ChunkCorrupt.
 """
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -29,6 +30,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+from awscrt.checksums import crc32c
 
 from .base import (
     BLOCK_SIZE,
@@ -49,8 +52,11 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
+# BadDigest / XAmzContentSHA256Mismatch: the backend got other bytes than we sent (the
+# wire flipped a bit); ours are still good, so sending them again is the fix.
 _RETRY_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable", "RequestTimeout",
-                          "RequestTimeTooSkewed", "Throttling", "ThrottlingException"})
+                          "RequestTimeTooSkewed", "Throttling", "ThrottlingException",
+                          "BadDigest", "XAmzContentSHA256Mismatch"})
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
@@ -211,15 +217,13 @@ class S3ChunkStore(ChunkStore):
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
         body = bytes(data)
 
-        def digest() -> tuple[bytes, str]:
-            return block_sums(body), base64.b64encode(hashlib.md5(body).digest()).decode()
-
-        sums, md5 = await asyncio.to_thread(digest) if len(body) > BLOCK_SIZE else digest()
+        sums = block_sums(body)  # xxh3: ~1 ms for a 4 MiB chunk, no thread hop needed
+        crc = base64.b64encode(crc32c(body).to_bytes(4, "big")).decode()
         key = self.key(chunk_id)
 
         async def attempt(client: Any) -> None:
             await client.put_object(Bucket=self.location.bucket, Key=key, Body=body,
-                                    ContentMD5=md5, ContentLength=len(body))
+                                    ChecksumCRC32C=crc, ContentLength=len(body))
 
         await self._call(chunk_id, "upload", attempt)
         return ChunkInfo(chunk_id, len(body), sums)

@@ -5,7 +5,7 @@ while a gateway talks through it:
 
 - ``put_fail_rate``: this fraction of chunk PUTs answer 503 SlowDown (not forwarded);
 - ``hold_puts``: chunk PUTs wait (not forwarded) until ``release()``; ``held`` counts them;
-- ``flip_gets``: that many chunk GET bodies get one bit flipped;
+- ``flip_gets`` / ``flip_puts``: that many chunk GET / PUT bodies get one bit flipped;
 - ``down()`` / ``up()``: stop and restart listening (connection refused in between).
 
 Only chunk objects (keys ending in 16 hex digits) are faulted; bucket probes pass.
@@ -33,6 +33,7 @@ class FaultProxy:
         self.port = 0
         self.put_fail_rate = 0.0
         self.flip_gets = 0
+        self.flip_puts = 0
         self.counts: Counter[str] = Counter()
         self.held = 0
         self._down = False
@@ -124,6 +125,10 @@ class FaultProxy:
                 return web.Response(status=503, content_type="application/xml", body=(
                     b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>"
                     b"<Message>Please reduce your request rate.</Message></Error>"))
+            if self.flip_puts > 0 and body:
+                self.flip_puts -= 1
+                self.counts["put_flipped"] += 1
+                body = _flip(body)
             if self._hold is not None:
                 hold = self._hold
                 self.held += 1
@@ -144,7 +149,11 @@ class FaultProxy:
             if self.flip_gets > 0:
                 self.flip_gets -= 1
                 self.counts["flipped"] += 1
-                flipped = bytearray(payload)
-                flipped[random.randrange(len(flipped))] ^= 1 << random.randrange(8)
-                payload = bytes(flipped)
+                payload = _flip(payload)
         return web.Response(status=status, body=payload, headers=out_headers)
+
+
+def _flip(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[random.randrange(len(out))] ^= 1 << random.randrange(8)
+    return bytes(out)

@@ -204,3 +204,24 @@ def test_read_cache_survives_a_restart_and_drops_a_rotten_file(
         assert "dropping chunk" in gw.log()
     finally:
         gw.stop()
+
+
+def test_flipped_bit_in_a_chunk_upload_is_refused_by_the_backend_and_sent_again(
+        tmp_path: Path) -> None:
+    backend = session_backend("gateway")  # a backend that verifies upload checksums
+    proxy = FaultProxy(backend.endpoint).start()
+    try:
+        gw = start_gateway(tmp_path / "data", *backend.args(endpoint=proxy.endpoint),
+                           env=backend.env())
+        try:
+            s3 = client_for(gw)
+            s3.create_bucket(Bucket="upflip")
+            body = os.urandom(3 * MiB)
+            proxy.flip_puts = 1
+            s3.put_object(Bucket="upflip", Key="obj", Body=body)
+            assert proxy.counts["put_flipped"] == 1 and proxy.counts["put"] >= 2
+            assert s3.get_object(Bucket="upflip", Key="obj")["Body"].read() == body
+        finally:
+            gw.stop()
+    finally:
+        proxy.close()
