@@ -185,9 +185,10 @@ class S3ChunkStore(ChunkStore):
         return self._client
 
     async def _call(self, chunk_id: int | None, what: str,
-                    attempt_fn: Callable[[Any], Awaitable[T]]) -> T:
+                    attempt_fn: Callable[[Any], Awaitable[T]],
+                    policy: RetryPolicy | None = None) -> T:
         """Run attempt_fn(client) under the retry budget; map failures to ChunkError."""
-        pol = self.policy
+        pol = policy or self.policy
         deadline = time.monotonic() + pol.deadline
         last = "no attempt made"
         for attempt in range(pol.attempts):
@@ -316,8 +317,12 @@ class S3ChunkStore(ChunkStore):
         async def attempt(client: Any) -> None:
             await client.head_bucket(Bucket=self.location.bucket)
 
+        # A readiness probe must answer quickly, not wait out a full request deadline.
+        quick = RetryPolicy(attempts=2, deadline=min(5.0, self.policy.deadline),
+                            connect_timeout=self.policy.connect_timeout,
+                            read_timeout=self.policy.read_timeout)
         try:
-            await self._call(None, "probe", attempt)
+            await self._call(None, "probe", attempt, quick)
         except ChunkMissing as e:
             raise ChunkError(None, f"bucket {self.location.bucket!r} does not exist") from e
 

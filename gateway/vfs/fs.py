@@ -516,11 +516,14 @@ class Filesystem(MultipartOps):
         if offset >= end:
             return b""
 
-        prefetching = type(self.chunks).prefetch is not ChunkStore.prefetch
+        # A remote store and a sequential reader: fetch the chunks after this read too.
+        prefetching = (type(self.chunks).prefetch is not ChunkStore.prefetch
+                       and (offset == h.read_end or offset == 0))
+        h.read_end = end
 
         def op(txn: Txn) -> data.ReadPlan:
             inode = self._inode(txn, f.ino)
-            if prefetching:  # a remote store: fetch the chunks after this read too
+            if prefetching:
                 ahead = data.plan(txn, f.ino, inode.size, end,
                                   min(end + data.PREFETCH_BYTES, inode.size))
                 data.hint_ahead(self.chunks, ahead, ahead.extents)
