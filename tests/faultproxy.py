@@ -36,6 +36,8 @@ class FaultProxy:
         self.flip_puts = 0
         self.counts: Counter[str] = Counter()
         self.held = 0
+        self.gets_in_flight = 0
+        self.max_gets_in_flight = 0  # most chunk GETs the backend had open at once
         self._down = False
         self._hold: asyncio.Event | None = None
         self._loop = asyncio.new_event_loop()
@@ -139,11 +141,22 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         headers["Host"] = request.headers.get("Host", "")
         assert self._session is not None
-        async with self._session.request(request.method, self.upstream + request.raw_path,
-                                         headers=headers, data=body if body else None) as up:
-            payload = await up.read()
-            status = up.status
-            out_headers = {k: v for k, v in up.headers.items() if k.lower() not in _RESP_DROP}
+        counted = chunk and request.method == "GET"
+        if counted:
+            self.gets_in_flight += 1
+            self.max_gets_in_flight = max(self.max_gets_in_flight, self.gets_in_flight)
+        try:
+            async with self._session.request(request.method, self.upstream + request.raw_path,
+                                             headers=headers, data=body if body else None) as up:
+                payload = await up.read()
+                status = up.status
+                out_headers = {k: v for k, v in up.headers.items()
+                               if k.lower() not in _RESP_DROP}
+                if counted:
+                    await asyncio.sleep(0.02)  # a backend round-trip that read-ahead can hide
+        finally:
+            if counted:
+                self.gets_in_flight -= 1
         if chunk and request.method == "GET" and status in (200, 206) and payload:
             self.counts["get"] += 1
             if self.flip_gets > 0:

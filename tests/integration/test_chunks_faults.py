@@ -225,3 +225,28 @@ def test_flipped_bit_in_a_chunk_upload_is_refused_by_the_backend_and_sent_again(
             gw.stop()
     finally:
         proxy.close()
+
+
+@pytest.mark.parametrize("door", ["s3", "fuse"])
+def test_a_sequential_reader_gets_the_following_chunks_fetched_concurrently(
+        tmp_path: Path, proxy: FaultProxy, moto: ChunkBackend, door: str) -> None:
+    if door == "fuse" and not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    extra = ("--mount", str(mnt)) if door == "fuse" else ()
+    gw = gateway_via(proxy, moto, tmp_path / "data", "--cache-size", "0", *extra)
+    try:
+        s3 = client_for(gw)
+        s3.create_bucket(Bucket="seq")
+        body = os.urandom(24 * MiB)  # six 4 MiB chunks
+        s3.put_object(Bucket="seq", Key="big", Body=body)
+        if door == "s3":
+            got = s3.get_object(Bucket="seq", Key="big")["Body"].read()
+        else:
+            with open(mnt / "seq" / "big", "rb") as f:
+                got = b"".join(iter(lambda: f.read(128 * 1024), b""))
+        assert got == body
+        assert proxy.max_gets_in_flight >= 2, proxy.max_gets_in_flight
+    finally:
+        gw.stop()
