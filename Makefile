@@ -14,7 +14,7 @@ APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 ARGS        ?=
 PYTEST_ARGS ?=
 
-.PHONY: venv base-deps deps serve test bench clean
+.PHONY: venv base-deps deps serve test test-s3 bench clean
 
 venv: $(STAMP)
 
@@ -63,6 +63,12 @@ $(VENV)/.torch: | $(STAMP)
 
 test: deps venv $(VENV)/.torch
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# Every door's integration tests again with chunks kept in an S3 server (moto's; or
+# SAMEBYTES_TEST_CHUNKS=gateway: a second samebytes). `make test` already runs the
+# s3-backend subset (tests/integration/test_chunks_*.py) on both.
+test-s3: deps venv
+	SAMEBYTES_TEST_CHUNKS=$${SAMEBYTES_TEST_CHUNKS:-moto} $(VENV)/bin/python -m pytest tests/integration $(PYTEST_ARGS)
 
 bench: venv
 	$(VENV)/bin/python -m bench $(ARGS)

@@ -32,7 +32,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs", "s3", "mount")
+BENCHMARKS = ("vfs", "s3", "mount", "chunks_s3")
 
 
 def log(msg: str) -> None:

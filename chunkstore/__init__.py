@@ -9,6 +9,7 @@ from .base import (
     ChunkMissing,
     ChunkStore,
     ChunkStoreFull,
+    ChunkUnavailable,
     block_sums,
     chunk_name,
     verify_blocks,
@@ -17,6 +18,6 @@ from .local import LocalChunkStore, remove_stale_temp_files
 
 __all__ = [
     "BLOCK_SIZE", "SUM_SIZE", "ChunkCorrupt", "ChunkError", "ChunkInfo", "ChunkMissing",
-    "ChunkStore", "ChunkStoreFull", "LocalChunkStore", "block_sums", "chunk_name",
+    "ChunkStore", "ChunkStoreFull", "ChunkUnavailable", "LocalChunkStore", "block_sums", "chunk_name",
     "remove_stale_temp_files", "verify_blocks",
 ]

@@ -76,6 +76,10 @@ class ChunkCorrupt(ChunkError):
         self.block = block
 
 
+class ChunkUnavailable(ChunkError):
+    """A remote backend did not answer within the request's deadline (after retries)."""
+
+
 class ChunkStoreFull(ChunkError):
     """ENOSPC/EDQUOT while writing; nothing half-written is left visible."""
 
@@ -168,6 +172,10 @@ class ChunkStore(abc.ABC):
     def ids(self) -> AsyncIterator[tuple[int, float]]:
         """Every stored chunk id with its mtime (unix seconds), in no particular order.
         Temporary files of writes in progress are not ids."""
+
+    def prefetch(self, infos: list[ChunkInfo]) -> None:
+        """Hint: a sequential reader will want these chunks soon. Stores where a read is a
+        round-trip start fetching them in the background; a local disk needs nothing."""
 
     @abc.abstractmethod
     async def check(self) -> None:

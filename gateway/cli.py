@@ -26,7 +26,22 @@ def _serve(args: argparse.Namespace) -> None:
                     header_timeout=args.header_timeout, body_timeout=args.body_timeout,
                     nfs=None if args.nfs.lower() in ("", "off", "none") else parse_hostport(args.nfs),
                     exports=tuple(args.export or ()),
-                    portmap=parse_hostport(args.portmap) if args.portmap else None))
+                    portmap=parse_hostport(args.portmap) if args.portmap else None,
+                    chunks=_chunks(args)))
+
+
+def _chunks(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The --chunks options as a BackendSpec; None (no --chunks) means the backend the
+    data folder records (local for a new one)."""
+    from chunkstore.select import BackendSpec
+    if not args.chunks:
+        return None
+    spec = BackendSpec(url=args.chunks, endpoint=args.chunks_endpoint or None,
+                       region=args.chunks_region, addressing=args.chunks_addressing,
+                       cache_size=parse_size(args.cache_size),
+                       deadline=args.chunks_deadline)
+    spec.validate()
+    return spec
 
 
 def _mount(args: argparse.Namespace) -> None:
@@ -38,7 +53,8 @@ def _mount(args: argparse.Namespace) -> None:
     from .vfs import Filesystem
 
     async def main() -> None:
-        fs = Filesystem.from_data_dir(Path(args.data), chunk_size=parse_size(args.chunk_size))
+        fs = Filesystem.from_data_dir(Path(args.data), chunk_size=parse_size(args.chunk_size),
+                                      chunks=_chunks(args))
         try:
             await fs.start()
             loop = asyncio.get_running_loop()
@@ -98,7 +114,7 @@ def _gc(args: argparse.Namespace) -> None:
     from .vfs import Filesystem, collect
 
     async def main() -> dict[str, int]:
-        fs = Filesystem.from_data_dir(Path(args.data))
+        fs = Filesystem.from_data_dir(Path(args.data), chunks=_chunks(args))
         try:
             await fs.start()
             return (await collect(fs, args.grace)).as_dict()
@@ -116,7 +132,7 @@ def _fsck(args: argparse.Namespace) -> None:
         print(line, file=sys.stderr, flush=True)
 
     async def main() -> dict[str, object]:
-        fs = Filesystem.from_data_dir(Path(args.data))
+        fs = Filesystem.from_data_dir(Path(args.data), chunks=_chunks(args))
         try:
             await fs.start()
             return (await fsck(fs, verify=args.verify, progress=progress)).as_dict()
@@ -166,10 +182,24 @@ def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--log-level", default=env("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    chunks = argparse.ArgumentParser(add_help=False)
+    chunks.add_argument("--chunks", default=env("CHUNKS", ""),
+                        help="chunk backend: local (in the data folder) or s3://BUCKET/PREFIX; "
+                             "default: the one the data folder records, else local")
+    chunks.add_argument("--chunks-endpoint", default=env("CHUNKS_ENDPOINT", ""),
+                        help="URL of the S3-compatible store for --chunks s3://...")
+    chunks.add_argument("--chunks-region", default=env("CHUNKS_REGION", "us-east-1"))
+    chunks.add_argument("--chunks-addressing", default=env("CHUNKS_ADDRESSING", "path"),
+                        choices=["path", "virtual"], help="bucket in the path or the host name")
+    chunks.add_argument("--chunks-deadline", type=float,
+                        default=float(env("CHUNKS_DEADLINE", "30")),
+                        help="seconds one backend request may take, retries included")
+    chunks.add_argument("--cache-size", default=env("CACHE_SIZE", "8GiB"),
+                        help="local read cache for a remote backend, e.g. 8GiB (0: none)")
     p = argparse.ArgumentParser(prog="samebytes", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("serve", parents=[common],
+    s = sub.add_parser("serve", parents=[common, chunks],
                        help="serve the namespace (S3 door, health endpoints)")
     s.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     s.add_argument("--s3", default=env("S3", DEFAULT_S3), help="S3 listen address HOST:PORT")
@@ -198,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also mount the namespace here with FUSE")
     s.set_defaults(func=_serve)
 
-    m = sub.add_parser("mount", parents=[common], help="mount the namespace with FUSE")
+    m = sub.add_parser("mount", parents=[common, chunks], help="mount the namespace with FUSE")
     m.add_argument("mountpoint")
     m.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     m.add_argument("--chunk-size", default=env("CHUNK_SIZE", "4MiB"), help="chunk size, e.g. 4MiB")
@@ -225,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
     bp.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     bp.set_defaults(func=_bucket_public)
 
-    fk = sub.add_parser("fsck", parents=[common],
+    fk = sub.add_parser("fsck", parents=[common, chunks],
                         help="check that metadata and chunks agree; report, never repair (exit 1 on problems)")
     fk.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     fk.add_argument("--verify", action="store_true",
@@ -254,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--region", default=env("BACKUP_REGION", "us-east-1"))
     rs.set_defaults(func=_restore)
 
-    g = sub.add_parser("gc", parents=[common], help="collect unreferenced chunks and report what was freed")
+    g = sub.add_parser("gc", parents=[common, chunks], help="collect unreferenced chunks and report what was freed")
     g.add_argument("--data", default=env("DATA", DEFAULT_DATA), help="data folder")
     g.add_argument("--grace", type=float, default=float(env("GRACE", "3600")),
                    help="only collect chunks older than this many seconds")

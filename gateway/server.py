@@ -18,6 +18,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from chunkstore.select import BackendSpec
+
 from .config import Credentials, root_credentials
 from .http_deadlines import DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, mark_requests, start_server
 from .vfs import DEFAULT_CHUNK_SIZE, DEFAULT_GRACE_SECONDS, Filesystem, FsError, collect
@@ -53,6 +55,7 @@ class ServeConfig:
     nfs: tuple[str, int] | None = None  # NFSv3 + MOUNT listen address; None: no NFS door
     exports: tuple[str, ...] = ()  # --export specs (default "/")
     portmap: tuple[str, int] | None = None  # optional portmapper listen address
+    chunks: BackendSpec | None = None  # None: local chunks in the data folder
 
     @property
     def scheme(self) -> str:
@@ -116,7 +119,7 @@ def _announce(cfg: ServeConfig, creds: Credentials, nfs: str | None = None) -> N
 async def serve(cfg: ServeConfig) -> None:
     creds = root_credentials(cfg.data)
     fs = Filesystem.from_data_dir(cfg.data, chunk_size=cfg.chunk_size,
-                                  grace_seconds=cfg.grace_seconds)
+                                  grace_seconds=cfg.grace_seconds, chunks=cfg.chunks)
     try:
         await fs.start()
         await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")

@@ -75,8 +75,20 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
+# SAMEBYTES_TEST_CHUNKS=moto|gateway runs every test gateway on the s3 chunk backend,
+# kept in that server (one per session, a bucket per data folder); unset: local chunks.
+TEST_CHUNKS = os.environ.get("SAMEBYTES_TEST_CHUNKS", "")
+
+
 def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
                   timeout: float = 30, scheme: str = "http", ca: Path | None = None) -> Gateway:
+    if TEST_CHUNKS and "--chunks" not in args:
+        from tests.s3backends import session_backend
+        backend = session_backend(TEST_CHUNKS)
+        args = (*args, *backend.args(backend.bucket_for(data)))
+        # Exported, not just passed: admin commands and separate mounts run by a test
+        # (without --chunks: they use the recorded backend) need the credentials too.
+        os.environ.update(backend.env())
     port = free_port()
     if "--nfs" not in args:  # never the default 2049: many gateways run at once
         args = (*args, "--nfs", f"127.0.0.1:{free_port()}")
@@ -111,6 +123,27 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     gw = start_gateway(tmp_path / "data")
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture(scope="session", params=["moto", "gateway"])
+def chunk_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A real S3 server for chunks: moto's server, or a second samebytes gateway."""
+    from tests.s3backends import start_backend
+    backend = start_backend(request.param, tmp_path_factory.mktemp(f"backend-{request.param}"))
+    try:
+        yield backend
+    finally:
+        backend.stop()
+
+
+@pytest.fixture
+def s3_gateway(tmp_path: Path, chunk_backend) -> Iterator[Gateway]:  # type: ignore[no-untyped-def]
+    """A gateway keeping its chunks in chunk_backend (a fresh bucket)."""
+    gw = start_gateway(tmp_path / "data", *chunk_backend.args(), env=chunk_backend.env())
     try:
         yield gw
     finally:

@@ -104,6 +104,8 @@ def from_fs_error(e: fe.FsError, *, key: bool = True) -> S3Error:
         return S3Error("BucketNotEmpty", "The bucket you tried to delete is not empty")
     if isinstance(e, fe.NoSpace):
         return S3Error("ServiceUnavailable", "The gateway's storage is full; nothing was stored", status=507)
+    if isinstance(e, fe.Unavailable):
+        return S3Error("ServiceUnavailable", msg, status=503)
     if isinstance(e, (fe.StorageError, fe.DataCorrupt)):
         return S3Error("InternalError", msg, status=500)
     if isinstance(e, fe.Invalid):

@@ -56,7 +56,7 @@ MY_START = process_start_time(MY_PID) or 0
 class Handle:
     """One open() of a file: the inode's shared OpenFile plus this open's mode."""
 
-    __slots__ = ("fh", "file", "readable", "writable", "append")
+    __slots__ = ("fh", "file", "readable", "writable", "append", "read_end")
 
     def __init__(self, fh: int, file: OpenFile, readable: bool, writable: bool, append: bool) -> None:
         self.fh = fh
@@ -64,6 +64,7 @@ class Handle:
         self.readable = readable
         self.writable = writable
         self.append = append
+        self.read_end = -1  # where the last read ended: the next one there is sequential
 
 
 class Core:

@@ -12,11 +12,14 @@ import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
-from chunkstore import ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull
+from chunkstore import (
+    ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
+    ChunkUnavailable,
+)
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 
-from .errors import DataCorrupt, NoSpace, StorageError
+from .errors import DataCorrupt, NoSpace, StorageError, Unavailable
 
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
@@ -31,6 +34,10 @@ READ_AHEAD = 4
 STREAM_PIECE = 1 << 20
 # First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
 FIRST_BUFFER = 64 << 10
+# How far ahead of a sequential reader whole chunks are fetched from a remote store
+# (ChunkStore.prefetch; a no-op for the local disk): a few chunks in flight keep a
+# reader at the backend's bandwidth instead of one round-trip per chunk.
+PREFETCH_BYTES = 16 << 20
 
 
 class ChunkIds:
@@ -78,6 +85,8 @@ class Written:
 def chunk_errors(exc: ChunkError) -> Exception:
     if isinstance(exc, ChunkStoreFull):
         return NoSpace(str(exc))
+    if isinstance(exc, ChunkUnavailable):
+        return Unavailable(str(exc))
     if isinstance(exc, (ChunkCorrupt, ChunkMissing)):
         return DataCorrupt(str(exc))
     return StorageError(str(exc))
@@ -253,6 +262,7 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> Async
 
     def fill() -> None:
         nonlocal idx
+        hint_ahead(chunks, p, [e for _, _, e in pieces[idx:idx + PREFETCH_BYTES // STREAM_PIECE]])
         while idx < len(pieces) and len(pending) < READ_AHEAD:
             _, n, e = pieces[idx]
             if e is None or e.data is not None:
@@ -273,6 +283,16 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> Async
     finally:
         for t in pending:
             t.cancel()
+
+
+def hint_ahead(chunks: ChunkStore, p: ReadPlan, extents: Iterable[Extent | None]) -> None:
+    """Tell the store which chunks these extents will read (in order, once each)."""
+    seen: dict[int, ChunkInfo] = {}
+    for e in extents:
+        if e is not None and e.chunk_id and e.chunk_id not in seen and e.chunk_id in p.infos:
+            seen[e.chunk_id] = p.infos[e.chunk_id]
+    if seen:
+        chunks.prefetch(list(seen.values()))
 
 
 async def read_into(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> bytearray:

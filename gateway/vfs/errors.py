@@ -87,6 +87,10 @@ class StorageError(FsError):
     errno = E.EIO
 
 
+class Unavailable(StorageError):
+    """The chunk backend did not answer within its deadline; retrying later may work."""
+
+
 class CrossDevice(FsError):
     errno = E.EXDEV
 

@@ -19,7 +19,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from chunkstore import LocalChunkStore
+from chunkstore import ChunkStore
+from chunkstore.select import BackendSpec, open_store
 from metadata import Inode, ROOT_INO, Txn, open_engine
 from metadata import namespace as ns
 from metadata.namespace import MetadataCorrupt
@@ -57,13 +58,16 @@ class Filesystem(MultipartOps):
 
     @classmethod
     def from_data_dir(cls, data_dir: Path, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
-             map_size: int | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Filesystem:
-        """The embedded default: LMDB in DATA/meta, local chunks in DATA/chunks."""
+             map_size: int | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+             chunks: BackendSpec | None = None) -> Filesystem:
+        """LMDB in DATA/meta; chunks in DATA/chunks, or in the backend chunks names
+        (checked against the one recorded in the data folder)."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         kw: dict[str, Any] = {} if map_size is None else {"map_size": map_size}
+        store = open_store(data_dir, chunks)  # refuses before LMDB opens
         engine = open_engine(data_dir / "meta", **kw)
-        return cls(engine, LocalChunkStore(data_dir / "chunks"), chunk_size=chunk_size,
+        return cls(engine, store, chunk_size=chunk_size,
                    grace_seconds=grace_seconds)
 
     async def start(self) -> None:
@@ -530,8 +534,17 @@ class Filesystem(MultipartOps):
         if offset >= end:
             return b""
 
+        # A remote store and a sequential reader: fetch the chunks after this read too.
+        prefetching = (type(self.chunks).prefetch is not ChunkStore.prefetch
+                       and (offset == h.read_end or offset == 0))
+        h.read_end = end
+
         def op(txn: Txn) -> data.ReadPlan:
             inode = self._inode(txn, f.ino)
+            if prefetching:
+                ahead = data.plan(txn, f.ino, inode.size, end,
+                                  min(end + data.PREFETCH_BYTES, inode.size))
+                data.hint_ahead(self.chunks, ahead, ahead.extents)
             return data.plan(txn, f.ino, inode.size, offset, min(end, inode.size))
 
         # Newest last: committed extents, spilled-but-uncommitted extents, buffers.

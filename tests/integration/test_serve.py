@@ -8,6 +8,8 @@ import signal
 import stat
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 from tests.conftest import Gateway, free_port, start_gateway
@@ -19,6 +21,8 @@ def test_health_endpoints_answer_live_and_ready(gateway: Gateway) -> None:
     assert status == 200 and json.loads(body)["status"] == "ready"
 
 
+@pytest.mark.skipif(bool(os.environ.get("SAMEBYTES_TEST_CHUNKS")),
+                    reason="breaks the local chunk folder (the s3 case: test_chunks_faults)")
 def test_ready_reports_503_when_the_chunk_store_is_unusable(gateway: Gateway) -> None:
     chunks = gateway.data / "chunks"
     # Replace the chunk directory by a file: the readiness probe must notice.

@@ -44,3 +44,20 @@ def test_bench_vfs_quick_reports_positive_figures(tmp_path: Path) -> None:
     assert doc["machine"]["nproc"] >= 1
     # The benchmark cleans up its data directory.
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_chunks_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.chunks_s3", "--quick", "--data", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(proc.stdout)["figures"]
+    assert set(figures) == {"put_moto", "get_moto", "put_gateway", "get_gateway",
+                            "cached_reread"}, sorted(figures)
+    for name, fig in figures.items():
+        for field in ("samebytes", "limit", "ratio"):
+            assert _positive(fig[field]), f"{name}.{field} = {fig[field]!r}"
+        assert fig["rounds"] >= 3, name
+    assert _positive(figures["cached_reread"]["other_references"]["first_read"]["value"])
+    assert list(tmp_path.iterdir()) == []

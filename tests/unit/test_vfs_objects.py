@@ -292,12 +292,15 @@ async def test_a_flipped_byte_on_disk_fails_the_read_naming_the_chunk(vfs: Files
     await vfs.create_bucket(ROOT, "bkt")
     data = os.urandom(200_000)
     await vfs.put_object(ROOT, "bkt", "k", body_of(data))
-    ids = sorted([cid async for cid, _ in vfs.chunks.ids()])
-    victim = vfs.chunks.path(ids[1])  # the second 64 KiB chunk: file bytes 65536..131071
+    from metadata import namespace as ns
+    ino = (await vfs.stat_object(ROOT, "bkt", "k")).ino
+    with vfs.meta.read() as txn:  # the chunk holding file bytes 65536..131071
+        second = next(e.chunk_id for e in ns.extents(txn, ino) if e.offset == 65536)
+    victim = vfs.chunks.path(second)
     raw = bytearray(victim.read_bytes())
     raw[100] ^= 0x01
     victim.write_bytes(raw)
-    with pytest.raises(DataCorrupt, match=f"{ids[1]:016x}"):
+    with pytest.raises(DataCorrupt, match=f"{second:016x}"):
         await vfs.read_object(ROOT, "bkt", "k")
     # Bytes outside the damaged chunk still read; nothing corrupt is ever returned.
     assert await vfs.read_object(ROOT, "bkt", "k", 0, 65536) == data[:65536]

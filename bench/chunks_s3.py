@@ -1,0 +1,274 @@
+"""The s3 chunk backend beside its backend, in one run (interleaved rounds).
+
+Figures (samebytes and limit interleaved, A B A B, medians and their ratio), for each
+backend (moto's server; a second samebytes gateway on local chunks):
+
+1. put_<backend> / get_<backend>: one large object PUT and GET through a gateway keeping
+   its chunks in that backend (read cache off, so every GET goes to the backend); limit:
+   the same PUT/GET made directly against the backend.
+2. cached_reread: GET of the same large object from a gateway on the s3 backend (moto)
+   whose read cache already holds it; limit: the same GET from a gateway on the local
+   backend. Also reported: the first read (cache wiped and the gateway restarted).
+
+All transfers use one aiobotocore client per endpoint; bodies are random bytes.
+
+    python -m bench.chunks_s3 [--quick] [--data DIR] [--rounds N] [--keep]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import Figure, emit, interleave, log, machine_info, make_data_dir, parser, remove_data_dir
+
+MiB = 1 << 20
+MOTO_KEY, MOTO_SECRET = "bench-access", "bench-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    endpoint: str
+    access_key: str
+    secret_key: str
+    proc: subprocess.Popen[Any]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _wait_http(url: str, proc: subprocess.Popen[Any], what: str, ok: tuple[int, ...]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status in ok:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code in ok:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{what} never became ready")
+
+
+def start_moto(logs: Path) -> Server:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=open(logs / "moto.log", "w"),
+                            stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_http(endpoint + "/moto-api/", proc, "moto server", (200, 404))
+    return Server(endpoint, MOTO_KEY, MOTO_SECRET, proc)
+
+
+def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data), "--s3",
+         f"127.0.0.1:{port}", "--nfs", "off", "--log-level", "warning", *args],
+        stdout=subprocess.PIPE, stderr=open(f"{data}-{port}.log", "w"), text=True,
+        env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        raise SystemExit(f"gateway exited: {Path(f'{data}-{port}.log').read_text()[-2000:]}")
+    ann = json.loads(line)
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait_http(endpoint + "/_samebytes/health/ready", proc, "gateway", (200,))
+    return Server(endpoint, ann["access_key"], ann["secret_key"], proc)
+
+
+async def _client(stack: AsyncExitStack, srv: Server) -> Any:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+    return await stack.enter_async_context(get_session().create_client(
+        "s3", endpoint_url=srv.endpoint, region_name="us-east-1",
+        aws_access_key_id=srv.access_key, aws_secret_access_key=srv.secret_key,
+        config=AioConfig(s3={"addressing_style": "path"}, read_timeout=300,
+                         retries={"total_max_attempts": 1},
+                         request_checksum_calculation="when_required",
+                         response_checksum_validation="when_required")))
+
+
+async def _put(c: Any, bucket: str, key: str, body: bytes) -> float:
+    t = time.perf_counter()
+    await c.put_object(Bucket=bucket, Key=key, Body=body)
+    return len(body) / (time.perf_counter() - t) / 1e6
+
+
+async def _get(c: Any, bucket: str, key: str, size: int) -> float:
+    t = time.perf_counter()
+    resp = await c.get_object(Bucket=bucket, Key=key)
+    n = 0
+    async with resp["Body"] as stream:
+        async for piece in stream.iter_chunks(1 << 20):
+            n += len(piece[0]) if isinstance(piece, tuple) else len(piece)
+    dt = time.perf_counter() - t
+    assert n == size, (n, size)
+    return size / dt / 1e6
+
+
+async def bench_backend(kind: str, backend: Server, work: Path, size: int, rounds: int,
+                        stack: AsyncExitStack) -> list[Figure]:
+    direct = await _client(stack, backend)
+    await direct.create_bucket(Bucket="direct")
+    await direct.create_bucket(Bucket="chunks")
+    gw = start_gateway(work / f"gw-{kind}", "--chunks", "s3://chunks/c",
+                       "--chunks-endpoint", backend.endpoint, "--cache-size", "0",
+                       env={"SAMEBYTES_CHUNKS_ACCESS_KEY": backend.access_key,
+                            "SAMEBYTES_CHUNKS_SECRET_KEY": backend.secret_key})
+    try:
+        through = await _client(stack, gw)
+        await through.create_bucket(Bucket="bench")
+        body = os.urandom(size)
+
+        async def sb_put(r: int) -> float:
+            return await _put(through, "bench", "obj", body)
+
+        async def lim_put(r: int) -> float:
+            return await _put(direct, "direct", "obj", body)
+
+        async def sb_get(r: int) -> float:
+            return await _get(through, "bench", "obj", size)
+
+        async def lim_get(r: int) -> float:
+            return await _get(direct, "direct", "obj", size)
+
+        res = await interleave(rounds, [("samebytes_put", sb_put), ("limit_put", lim_put),
+                                        ("samebytes_get", sb_get), ("limit_get", lim_get)],
+                               f"{kind} {size // MiB} MiB")
+    finally:
+        gw.stop()
+    put = Figure(f"put_{kind}", "MB/s (1e6 B/s)",
+                 f"{size // MiB} MiB PutObject through a gateway on the s3 backend ({kind})",
+                 f"the same PutObject directly against the backend ({kind})",
+                 res["samebytes_put"], res["limit_put"])
+    get = Figure(f"get_{kind}", "MB/s (1e6 B/s)",
+                 f"{size // MiB} MiB GetObject through the gateway, read cache off",
+                 f"the same GetObject directly against the backend ({kind})",
+                 res["samebytes_get"], res["limit_get"])
+    return [put, get]
+
+
+async def bench_cache(backend: Server, work: Path, size: int, rounds: int,
+                      stack: AsyncExitStack) -> Figure:
+    direct = await _client(stack, backend)
+    await direct.create_bucket(Bucket="cached")
+    env = {"SAMEBYTES_CHUNKS_ACCESS_KEY": backend.access_key,
+           "SAMEBYTES_CHUNKS_SECRET_KEY": backend.secret_key}
+    data = work / "gw-cached"
+    args = ("--chunks", "s3://cached/c", "--chunks-endpoint", backend.endpoint,
+            "--cache-size", "4GiB")
+    local = start_gateway(work / "gw-local", "--chunks", "local")
+    body = os.urandom(size)
+    first: list[float] = []
+    try:
+        lc = await _client(stack, local)
+        await lc.create_bucket(Bucket="bench")
+        await _put(lc, "bench", "obj", body)
+        gw = start_gateway(data, *args, env=env)
+        try:
+            c = await _client(stack, gw)
+            await c.create_bucket(Bucket="bench")
+            await _put(c, "bench", "obj", body)
+        finally:
+            gw.stop()
+
+        async def cold_then_warm(r: int) -> float:
+            # A first read needs an empty cache: wipe it while the gateway is down.
+            shutil.rmtree(data / "cache", ignore_errors=True)
+            gw = start_gateway(data, *args, env=env)
+            try:
+                c = await _client(stack, gw)
+                first.append(await _get(c, "bench", "obj", size))
+                return await _get(c, "bench", "obj", size)
+            finally:
+                gw.stop()
+
+        async def local_get(r: int) -> float:
+            return await _get(lc, "bench", "obj", size)
+
+        res = await interleave(rounds, [("cached", cold_then_warm), ("local", local_get)],
+                               f"cache {size // MiB} MiB")
+    finally:
+        local.stop()
+    fig = Figure("cached_reread", "MB/s (1e6 B/s)",
+                 f"{size // MiB} MiB GetObject re-read from a gateway on the s3 backend "
+                 "(moto) whose read cache holds it",
+                 "the same GetObject from a gateway on the local backend",
+                 res["cached"], res["local"])
+    fig.other("first_read", "the first read of the object after the cache was wiped "
+              "(every chunk from the backend)").extend(first)
+    return fig
+
+
+async def run(opts: Any, work: Path) -> dict[str, Any]:
+    size = (16 if opts.quick else 64) * MiB
+    rounds = max(3, opts.rounds or (3 if opts.quick else 5))
+    figures: dict[str, Any] = {}
+    servers: list[Server] = []
+    async with AsyncExitStack() as stack:
+        try:
+            moto = start_moto(work)
+            servers.append(moto)
+            for f in await bench_backend("moto", moto, work, size, rounds, stack):
+                figures[f.name] = f.as_dict()
+            backend_gw = start_gateway(work / "backend-gw", "--chunks", "local")
+            servers.append(backend_gw)
+            for f in await bench_backend("gateway", backend_gw, work, size, rounds, stack):
+                figures[f.name] = f.as_dict()
+            f = await bench_cache(moto, work, size, rounds, stack)
+            figures[f.name] = f.as_dict()
+        finally:
+            await stack.aclose()
+            for s in servers:
+                s.stop()
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parser("samebytes s3 chunk backend benchmark (through the gateway beside "
+                  "direct to the backend, interleaved)").parse_args(argv)
+    work = make_data_dir(opts.data, "chunks-s3")
+    try:
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", MOTO_KEY)
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", MOTO_SECRET)
+        import uvloop
+        figures = uvloop.run(run(opts, work))
+        emit({"benchmark": "chunks_s3", "quick": opts.quick, "figures": figures,
+              "machine": machine_info(work)})
+    finally:
+        remove_data_dir(work, opts.keep)
+
+
+if __name__ == "__main__":
+    main()

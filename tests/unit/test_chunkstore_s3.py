@@ -1,0 +1,114 @@
+"""The s3 chunk store and its read cache against a real S3 server (moto's, a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chunkstore import ChunkCorrupt, ChunkInfo, ChunkMissing, ChunkUnavailable
+from chunkstore.cache import CachedChunkStore
+from chunkstore.s3 import RetryPolicy, S3ChunkStore, S3Location
+from chunkstore.select import BackendMismatch, BackendSpec, open_store
+from tests.s3backends import ChunkBackend, session_backend
+
+KiB = 1024
+
+
+@pytest.fixture(scope="module")
+def moto() -> ChunkBackend:
+    return session_backend("moto")
+
+
+def location(moto: ChunkBackend, bucket: str | None = None, endpoint: str | None = None) -> S3Location:
+    return S3Location(bucket or moto.new_bucket(), "pre", endpoint or moto.endpoint,
+                      access_key=moto.access_key, secret_key=moto.secret_key)
+
+
+@pytest.fixture
+async def store(moto: ChunkBackend) -> AsyncIterator[S3ChunkStore]:
+    s = S3ChunkStore(location(moto), list_page=3)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_put_get_ranges_and_keys_spread_over_hash_prefixes(store: S3ChunkStore,
+                                                                 moto: ChunkBackend) -> None:
+    data = os.urandom(300 * KiB + 5)
+    info = await store.put(0x1234, data)
+    assert await store.get(info) == data
+    assert await store.get(info, 70_000, 100_000) == data[70_000:170_000]
+    assert await store.get(info, len(data), 0) == b""
+    assert moto.objects(store.location.bucket) == ["pre/34/12/0000000000001234"]
+
+
+async def test_ids_pages_through_the_whole_listing(store: S3ChunkStore) -> None:
+    for cid in range(1, 9):
+        await store.put(cid, b"x" * 10)
+    got = sorted(cid for cid, _ in [x async for x in store.ids()])
+    assert got == list(range(1, 9))  # 8 objects in pages of 3
+    assert all(abs(t - time.time()) < 3600 for _, t in [x async for x in store.ids()])
+
+
+async def test_missing_chunk_is_chunk_missing_and_delete_is_idempotent(store: S3ChunkStore) -> None:
+    with pytest.raises(ChunkMissing) as e:
+        await store.get(ChunkInfo(77, 10, b"\0" * 8))
+    assert "000000000000004d" in str(e.value)
+    await store.delete(77)
+    assert not await store.exists(77)
+
+
+async def test_wrong_sums_are_chunk_corrupt_naming_the_chunk(store: S3ChunkStore) -> None:
+    info = await store.put(5, os.urandom(100 * KiB))
+    bad = ChunkInfo(5, info.size, info.sums[:8] + bytes(8))
+    with pytest.raises(ChunkCorrupt) as e:
+        await store.get(bad)
+    assert e.value.chunk_id == 5 and e.value.block == 1
+
+
+async def test_unreachable_backend_fails_within_the_deadline_as_unavailable(moto: ChunkBackend) -> None:
+    from tests.conftest import free_port
+    s = S3ChunkStore(location(moto, "nowhere", f"http://127.0.0.1:{free_port()}"),
+                     policy=RetryPolicy(deadline=2.0, attempts=4))
+    try:
+        with pytest.raises(ChunkUnavailable) as e:
+            await s.put(1, b"abc")
+        assert "backend unavailable" in str(e.value)
+    finally:
+        await s.close()
+
+
+async def test_cache_is_bounded_and_survives_a_restart(moto: ChunkBackend, tmp_path: Path) -> None:
+    loc = location(moto)
+    chunks = {cid: os.urandom(100 * KiB) for cid in range(1, 6)}
+    cache = CachedChunkStore(S3ChunkStore(loc), tmp_path / "cache", 350 * KiB)
+    infos = {cid: await cache.put(cid, d) for cid, d in chunks.items()}
+    assert cache.cached_bytes() <= 350 * KiB
+    await cache.close()
+    files = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert files == [f"{c:016x}" for c in (3, 4, 5)]  # the oldest were evicted
+    cache = CachedChunkStore(S3ChunkStore(loc), tmp_path / "cache", 350 * KiB)
+    try:
+        for cid, d in chunks.items():
+            assert await cache.get(infos[cid]) == d
+        assert cache.cached_bytes() <= 350 * KiB
+    finally:
+        await cache.close()
+
+
+def test_data_folder_refuses_a_different_backend(tmp_path: Path) -> None:
+    spec = BackendSpec(url="s3://one/p", endpoint="http://127.0.0.1:1")
+    open_store(tmp_path, spec)
+    # The endpoint may change; the bucket and prefix may not.
+    open_store(tmp_path, BackendSpec(url="s3://one/p", endpoint="http://127.0.0.1:2"))
+    for other in ("local", "s3://two/p", "s3://one/q"):
+        with pytest.raises(BackendMismatch, match="keeps its chunks in s3://one/p"):
+            open_store(tmp_path, BackendSpec(url=other))
+    assert open_store(tmp_path, None).name == "s3"  # none given: the recorded one
+    with pytest.raises(ValueError):
+        open_store(tmp_path / "x", BackendSpec(url="ftp://nope"))
