@@ -383,6 +383,8 @@ def main(argv: list[str] | None = None) -> None:
         if name in GOALS:
             d["target"] = {"versus": "ganesha", "at_least": GOALS[name], "ratio": d["ratio"],
                            "met": d["ratio"] is not None and d["ratio"] >= GOALS[name]}
+            log(f"target {name}: samebytes {d['samebytes']} vs ganesha {d['limit']} {unit}: "
+                f"ratio {d['ratio']} (>= {GOALS[name]}): {'met' if d['target']['met'] else 'NOT met'}")
         figures[name] = d
     emit({
         "benchmark": "nfs",
