@@ -11,6 +11,7 @@ progress goes to stderr.
     python -m bench.vfs --quick # small sizes, ~20 s (the smoke test runs this)
     python -m bench.s3          # the S3 door over HTTP beside moto and nginx (~3 min)
     python -m bench.mount       # the FUSE mount beside the local disk and a pyfuse3 pass-through
+    python -m bench.nfs         # the NFS door beside nfs-ganesha, libnfs clients (~5 min)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs", "s3", "mount", "chunks_s3")
+BENCHMARKS = ("vfs", "s3", "mount", "nfs", "chunks_s3")
 
 
 def log(msg: str) -> None:
