@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
 from typing import Any
 
@@ -13,6 +14,7 @@ from . import xml
 from .body import Body
 from .buckets import encoding_type, ts, xml_response
 from .context import Ctx
+from .crc_combine import CRC_WIDTH, combine_all
 from .errors import S3Error
 from .objects import (
     _object_extra, _preconditions_for_write, object_etag, parse_copy_source, quote_etag,
@@ -37,15 +39,43 @@ def _upload_id(ctx: Ctx) -> str:
     return uid
 
 
+def _checksum_choice(ctx: Ctx) -> tuple[str, str]:
+    """(algorithm, type) an upload asks for: ("", "") for none.
+
+    As S3: CRC64NVME exists only as FULL_OBJECT and is that by default; the other CRCs
+    default to COMPOSITE and may ask for FULL_OBJECT; SHA-1/SHA-256 cannot be combined,
+    so they are COMPOSITE only."""
+    alg = (ctx.headers.get("x-amz-checksum-algorithm") or "").strip().upper()
+    kind = (ctx.headers.get("x-amz-checksum-type") or "").strip().upper()
+    if alg and alg not in checksums_mod.ALGORITHMS:
+        raise S3Error("InvalidRequest", f"Checksum algorithm {alg!r} is not supported")
+    if kind and kind not in ("COMPOSITE", "FULL_OBJECT"):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid")
+    if kind and not alg:
+        raise S3Error("InvalidRequest", "The x-amz-checksum-type header can only be used "
+                      "with the x-amz-checksum-algorithm header")
+    if not alg:
+        return "", ""
+    kind = kind or ("FULL_OBJECT" if alg == "CRC64NVME" else "COMPOSITE")
+    if kind == "FULL_OBJECT" and alg not in CRC_WIDTH:
+        raise S3Error("InvalidRequest", f"The FULL_OBJECT checksum type cannot be used with the "
+                      f"{alg.lower()} checksum algorithm")
+    if kind == "COMPOSITE" and alg == "CRC64NVME":
+        raise S3Error("InvalidRequest", "The COMPOSITE checksum type cannot be used with the "
+                      "crc64nvme checksum algorithm")
+    return alg, kind
+
+
 async def create(ctx: Ctx) -> web.StreamResponse:
     extra = _object_extra(ctx)
-    alg = (ctx.headers.get("x-amz-checksum-algorithm") or "").upper()
+    alg, kind = _checksum_choice(ctx)
     if alg:
         extra["checksum_algorithm"] = alg
+        extra["checksum_type"] = kind
     upload_id = await ctx.door.fs.create_upload(
         ctx.caller, ctx.bucket, ctx.key, content_type=ctx.headers.get("content-type", ""),
         extra=extra, xattrs=user_metadata(ctx.headers))
-    headers = {"x-amz-checksum-algorithm": alg} if alg else {}
+    headers = {"x-amz-checksum-algorithm": alg, "x-amz-checksum-type": kind} if alg else {}
     return web.Response(status=200, body=xml.initiate_multipart(ctx.bucket, ctx.key, upload_id),
                         content_type="application/xml", headers=headers)
 
@@ -117,10 +147,28 @@ async def complete(ctx: Ctx) -> web.StreamResponse:
                 if stored.get(alg) not in (None, value):
                     raise S3Error("InvalidPart", f"The {alg} checksum of part {number} does not match")
 
+    expected_size = ctx.headers.get("x-amz-mp-object-size")
+    sent_sums = {alg: ctx.headers[h] for alg, h in checksums_mod.HEADER.items() if h in ctx.headers}
+
+    def summarize(upload_extra: dict[str, Any], recs: list[dict[str, Any]]) -> dict[str, Any]:
+        if expected_size is not None and expected_size.strip() != str(sum(r["size"] for r in recs)):
+            raise S3Error("InvalidRequest", "The provided x-amz-mp-object-size header value "
+                          f"{expected_size!r} does not match the object's size")
+        out = _object_checksum(upload_extra, recs)
+        for alg, value in sent_sums.items():
+            have = out.get("checksums", {}).get(alg)
+            if have is None:
+                raise S3Error("InvalidRequest", f"The upload does not carry a {alg} checksum "
+                              "to compare the x-amz-checksum header with")
+            if value.strip() != have:
+                raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated "
+                              "checksum of the object")
+        return out
+
     inode = await ctx.door.fs.complete_upload(
         ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), [(p.part_number, p.etag) for p in parts],
         min_part_size=ctx.door.min_part_size, precondition=_preconditions_for_write(ctx),
-        check_part=check_part, summarize=_composite_checksum)
+        check_part=check_part, summarize=summarize)
     location = f"/{ctx.bucket}/{urllib.parse.quote(ctx.key)}"
     sums = inode.extra.get("checksums", {})
     return xml_response(xml.complete_multipart_result(
@@ -128,14 +176,21 @@ async def complete(ctx: Ctx) -> web.StreamResponse:
         checksums_mod.checksum_type(next(iter(sums.values()))) if sums else None))
 
 
-def _composite_checksum(upload_extra: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The object's COMPOSITE checksum when the upload named an algorithm and every part
-    carries a checksum of it (S3 refuses the parts otherwise; we store none then)."""
+def _object_checksum(upload_extra: dict[str, Any], parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The object's checksum when the upload named an algorithm and every part carries a
+    checksum of it (S3 refuses the parts otherwise; we store none then): COMPOSITE (a
+    checksum of the part checksums, "-N") or FULL_OBJECT (the part CRCs combined into
+    the CRC of the whole object, as if it had been one PUT)."""
     alg = upload_extra.get("checksum_algorithm")
     values = [p.get("checksums", {}).get(alg) for p in parts]
     if not alg or any(v is None for v in values):
         return {}
-    return {"checksums": {alg: checksums_mod.composite(alg, values)}}
+    if upload_extra.get("checksum_type") != "FULL_OBJECT":
+        return {"checksums": {alg: checksums_mod.composite(alg, values)}}
+    crc = combine_all(alg, [(int.from_bytes(base64.b64decode(v), "big"), p["size"])
+                            for v, p in zip(values, parts)])
+    raw = crc.to_bytes(CRC_WIDTH[alg] // 8, "big")
+    return {"checksums": {alg: base64.b64encode(raw).decode("ascii")}}
 
 
 async def abort(ctx: Ctx) -> web.StreamResponse:
