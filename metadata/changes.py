@@ -1,0 +1,171 @@
+"""The change feed: which names and inodes each metadata commit changed, for the
+kernel caches of FUSE mounts.
+
+Namespace mutators note each change on their transaction (``note``). Per
+group-commit batch the engine then
+
+1. appends ONE record to the ``changes`` log inside the same write transaction
+   (so the log never names a change that did not commit, nor misses one that did),
+   and trims the record ``LOG_KEEP`` batches back;
+2. after the commit, before any writer of the batch hears back, hands the batch to
+   this process's subscribers (the FUSE door of ``serve --mount``).
+
+A mount in another process (``samebytes mount``) tails the log with one short read
+transaction per poll (``read_since``). A reader that fell further behind than the
+trimmed end, or sees the log go backwards (a restore), cannot know what it missed
+and must drop everything it has cached (``Tail.behind``).
+
+What the feed guarantees: every committed change of a name (``ENTRY``), of an inode's
+attributes (``ATTR``) or of its bytes (``DATA``) is in it, in commit order. What it
+does not: it says nothing about changes that never reached metadata (bytes still in
+an open file's write buffer), and a change may be listed more than once.
+
+Changes made by a FUSE handler carry ``THROUGH_MOUNT`` (set by the mount in its
+handlers' context): the kernel made those itself and already knows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .engine import Txn
+
+# Change kinds (low 7 bits of the kind byte).
+ENTRY = 1  # (parent ino, name): a name appeared, vanished or now names another inode
+ATTR = 2   # ino: attributes changed (size, times, mode, nlink, ...)
+DATA = 3   # ino: bytes changed (or the inode was freed)
+MOUNT_FLAG = 0x80  # made through a FUSE mount's kernel requests
+
+Change = tuple[int, int, bytes]  # (kind | MOUNT_FLAG?, ino, name)
+
+# Batch records kept. A batch is one group commit (up to 1,024 operations), so a
+# tailing mount that polls every 150 ms falls behind only when it stalls for
+# thousands of commits; then it drops everything (see Tail.behind).
+LOG_KEEP = 8192
+# A batch that changed more than this is logged as a reset (readers drop everything)
+# instead of a huge record: invalidating thousands of entries costs about the same.
+MAX_RECORD_CHANGES = 4096
+
+# True in the context of a FUSE door's request handlers.
+THROUGH_MOUNT: ContextVar[bool] = ContextVar("samebytes_through_mount", default=False)
+
+_HEAD = struct.Struct(">IB")   # writer pid, flags
+_ITEM = struct.Struct(">BQH")  # kind, ino, name length
+_SEQ = struct.Struct(">Q")
+_RESET = 1
+
+log = logging.getLogger(__name__)
+
+
+def note(txn: Txn, kind: int, ino: int, name: bytes = b"") -> None:
+    """Record a change on txn (the engine logs it if txn commits)."""
+    txn.changes.append((kind, ino, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The changes of one group commit."""
+
+    seq: int
+    pid: int            # the writing process
+    changes: tuple[Change, ...]
+    reset: bool = False  # too many to list: drop everything
+
+
+# -- record codec (pure) ------------------------------------------------------------
+
+def encode_record(pid: int, changes: Iterable[Change], reset: bool = False) -> bytes:
+    if reset:
+        return _HEAD.pack(pid, _RESET)
+    parts = [_HEAD.pack(pid, 0)]
+    for kind, ino, name in changes:
+        parts.append(_ITEM.pack(kind, ino, len(name)))
+        parts.append(name)
+    return b"".join(parts)
+
+
+def decode_record(seq: int, b: bytes) -> Batch:
+    pid, flags = _HEAD.unpack_from(b, 0)
+    if flags & _RESET:
+        return Batch(seq, pid, (), True)
+    out: list[Change] = []
+    at = _HEAD.size
+    while at < len(b):
+        kind, ino, n = _ITEM.unpack_from(b, at)
+        at += _ITEM.size
+        out.append((kind, ino, bytes(b[at:at + n])))
+        at += n
+    return Batch(seq, pid, tuple(out))
+
+
+# -- the log --------------------------------------------------------------------------
+
+def last_seq(txn: Txn) -> int:
+    """The newest batch number in the log (0: empty)."""
+    last = txn.last("changes")
+    return int(_SEQ.unpack(last[0])[0]) if last is not None else 0
+
+
+@dataclass(slots=True)
+class Tail:
+    batches: list[Batch]
+    behind: bool  # records between `after` and the first returned were trimmed (or the log restarted)
+    last: int     # the newest seq seen (pass it as `after` next time)
+
+
+def read_since(txn: Txn, after: int, limit: int = 1024) -> Tail:
+    """Up to limit batches with seq > after, oldest first."""
+    newest = last_seq(txn)
+    if newest < after:  # the log went backwards: a restore replaced the metadata
+        return Tail([], True, newest)
+    batches: list[Batch] = []
+    for key, value in txn.range("changes", _SEQ.pack(after + 1)):
+        seq = int(_SEQ.unpack(key)[0])
+        batches.append(decode_record(seq, value))
+        if len(batches) >= limit:
+            break
+    behind = bool(batches) and batches[0].seq != after + 1
+    return Tail(batches, behind, batches[-1].seq if batches else after)
+
+
+class ChangeFeed:
+    """Logs each batch's changes and hands them to this process's subscribers.
+
+    ``log`` runs inside the batch's write transaction and ``publish`` after its
+    commit, both on the engine's writer thread: subscribers must be quick and
+    thread-safe (queue the work, never block)."""
+
+    def __init__(self) -> None:
+        self._subscribers: list[Callable[[Batch], None]] = []
+
+    def subscribe(self, fn: Callable[[Batch], None]) -> Callable[[], None]:
+        """Call fn with every committed batch from now on; returns unsubscribe."""
+        self._subscribers = [*self._subscribers, fn]
+
+        def unsubscribe() -> None:
+            self._subscribers = [s for s in self._subscribers if s is not fn]
+        return unsubscribe
+
+    def log(self, txn: Txn, changes: list[Change]) -> Batch:
+        seq = last_seq(txn) + 1
+        unique = tuple(dict.fromkeys(changes))
+        reset = len(unique) > MAX_RECORD_CHANGES
+        pid = os.getpid()  # not cached at import: workers fork after importing
+        txn.put("changes", _SEQ.pack(seq), encode_record(pid, unique, reset))
+        if seq > LOG_KEEP:
+            txn.delete("changes", _SEQ.pack(seq - LOG_KEEP))
+        return Batch(seq, pid, () if reset else unique, reset)
+
+    def publish(self, batch: Batch) -> None:
+        for fn in self._subscribers:
+            try:
+                fn(batch)
+            except Exception:  # a subscriber's bug must never fail the writers
+                log.exception("change subscriber failed")
