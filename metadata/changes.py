@@ -45,13 +45,14 @@ MOUNT_FLAG = 0x80  # made through a FUSE mount's kernel requests
 
 Change = tuple[int, int, bytes]  # (kind | MOUNT_FLAG?, ino, name)
 
-# Batch records kept. A batch is one group commit (up to 1,024 operations), so a
-# tailing mount that polls every 150 ms falls behind only when it stalls for
-# thousands of commits; then it drops everything (see Tail.behind).
-LOG_KEEP = 8192
-# A batch that changed more than this is logged as a reset (readers drop everything)
-# instead of a huge record: invalidating thousands of entries costs about the same.
-MAX_RECORD_CHANGES = 4096
+# Records kept. A group commit writes one record (more when it changed more than
+# MAX_RECORD_CHANGES), so a mount polling every 150 ms falls behind only when it
+# stalls for thousands of commits (seconds at the ~1k commits/s a disk's fsync
+# allows); then it drops everything (see Tail.behind). Space: a 4 KiB PUT adds about
+# 55 B (4 changes), a record of 64 PUTs ~3.5 KiB, the log ~7 MiB; at most
+# LOG_KEEP x MAX_RECORD_CHANGES changes.
+LOG_KEEP = 2048
+MAX_RECORD_CHANGES = 1024
 
 # True in the context of a FUSE door's request handlers.
 THROUGH_MOUNT: ContextVar[bool] = ContextVar("samebytes_through_mount", default=False)
@@ -59,7 +60,6 @@ THROUGH_MOUNT: ContextVar[bool] = ContextVar("samebytes_through_mount", default=
 _HEAD = struct.Struct(">IB")   # writer pid, flags
 _ITEM = struct.Struct(">BQH")  # kind, ino, name length
 _SEQ = struct.Struct(">Q")
-_RESET = 1
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,11 @@ class Batch:
     seq: int
     pid: int            # the writing process
     changes: tuple[Change, ...]
-    reset: bool = False  # too many to list: drop everything
 
 
 # -- record codec (pure) ------------------------------------------------------------
 
-def encode_record(pid: int, changes: Iterable[Change], reset: bool = False) -> bytes:
-    if reset:
-        return _HEAD.pack(pid, _RESET)
+def encode_record(pid: int, changes: Iterable[Change]) -> bytes:
     parts = [_HEAD.pack(pid, 0)]
     for kind, ino, name in changes:
         parts.append(_ITEM.pack(kind, ino, len(name)))
@@ -92,9 +89,7 @@ def encode_record(pid: int, changes: Iterable[Change], reset: bool = False) -> b
 
 
 def decode_record(seq: int, b: bytes) -> Batch:
-    pid, flags = _HEAD.unpack_from(b, 0)
-    if flags & _RESET:
-        return Batch(seq, pid, (), True)
+    pid, _flags = _HEAD.unpack_from(b, 0)
     out: list[Change] = []
     at = _HEAD.size
     while at < len(b):
@@ -154,14 +149,16 @@ class ChangeFeed:
         return unsubscribe
 
     def log(self, txn: Txn, changes: list[Change]) -> Batch:
-        seq = last_seq(txn) + 1
+        """Append the batch's changes as one record (several when it is large)."""
+        seq = last_seq(txn)
         unique = tuple(dict.fromkeys(changes))
-        reset = len(unique) > MAX_RECORD_CHANGES
         pid = os.getpid()  # not cached at import: workers fork after importing
-        txn.put("changes", _SEQ.pack(seq), encode_record(pid, unique, reset))
-        if seq > LOG_KEEP:
-            txn.delete("changes", _SEQ.pack(seq - LOG_KEEP))
-        return Batch(seq, pid, () if reset else unique, reset)
+        for at in range(0, len(unique), MAX_RECORD_CHANGES):
+            seq += 1
+            txn.put("changes", _SEQ.pack(seq), encode_record(pid, unique[at:at + MAX_RECORD_CHANGES]))
+            if seq > LOG_KEEP:
+                txn.delete("changes", _SEQ.pack(seq - LOG_KEEP))
+        return Batch(seq, pid, unique)
 
     def publish(self, batch: Batch) -> None:
         for fn in self._subscribers:

@@ -99,9 +99,6 @@ class KernelCache:
 
     def on_batch(self, batch: Batch, *, skip_own_mount: bool = True) -> None:
         """Queue invalidations for the changes of one committed batch."""
-        if batch.reset:
-            self.drop_everything()
-            return
         known = self.lookups
         put = self._queue.put
         for kind, ino, name in batch.changes:

@@ -109,14 +109,20 @@ def test_a_reader_past_the_trimmed_end_is_told_it_fell_behind(tmp_path: Path,
         e.close()
 
 
-def test_a_huge_batch_is_logged_as_a_reset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_large_batch_is_logged_as_several_bounded_records(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(changes, "MAX_RECORD_CHANGES", 2)
     e = open_engine(tmp_path / "m")
     try:
-        e.write_sync(lambda txn: _new_file(txn, b"big"))
+        published: list[Batch] = []
+        assert e.changes is not None
+        e.changes.subscribe(published.append)
+        e.write_sync(lambda txn: _new_file(txn, b"big"))  # 3 distinct changes
         with e.read() as txn:
             t = read_since(txn, 0)
-        assert t.batches[-1].reset and t.batches[-1].changes == ()
+        assert [len(b.changes) for b in t.batches] == [2, 1]
+        assert tuple(c for b in t.batches for c in b.changes) == published[0].changes
+        assert published[0].seq == t.last
     finally:
         e.close()
 
@@ -125,7 +131,6 @@ def test_record_codec_round_trips() -> None:
     items = ((ENTRY, 3, b"name\xff"), (ATTR | MOUNT_FLAG, 1 << 60, b""), (DATA, 9, b""))
     b = changes.decode_record(5, changes.encode_record(123, items))
     assert b == Batch(5, 123, items)
-    assert changes.decode_record(6, changes.encode_record(1, items, reset=True)).reset
 
 
 def test_the_mount_tells_the_kernel_only_what_it_can_hold_and_did_not_make() -> None:
