@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.15
 # Names answered recently, kept to drop them all when the log was missed (bounded:
 # past it some dentries may stay until their timeout; logged).
-MAX_RECENT_NAMES = 200_000
+MAX_RECENT_NAMES = 100_000
 # Log records read per read transaction (short snapshots; FACTS.md).
 TAIL_BATCHES = 1024
 
@@ -141,8 +141,10 @@ class KernelCache:
             try:
                 if what == _ENTRY:
                     assert isinstance(arg, bytes)
+                    log.debug("invalidate entry %d/%r", ino, arg)
                     pyfuse3.invalidate_entry(ino, arg)
                 else:
+                    log.debug("invalidate inode %d%s", ino, " attributes" if arg else "")
                     pyfuse3.invalidate_inode(ino, bool(arg))
                 self.sent += 1
             except OSError as e:
