@@ -159,7 +159,7 @@ async def run(data: Path, rounds: int, seconds: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     opts = parser("the change feed's cost per small PUT (feed on vs off, interleaved)").parse_args(argv)
     rounds = max(3, opts.rounds or (3 if opts.quick else 6))
-    seconds = 2.0 if opts.quick else 5.0
+    seconds = 1.0 if opts.quick else 5.0
     data = make_data_dir(opts.data, "changes")
     log(f"data dir {data} ({rounds} rounds of {seconds} s)")
     try:

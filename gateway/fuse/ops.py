@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyfuse3
@@ -244,7 +244,7 @@ class Operations(pyfuse3.Operations):
         want = (R if mode & os.R_OK else 0) | (2 if mode & os.W_OK else 0) | (1 if mode & os.X_OK else 0)
         return await self.fs.access(caller_of(ctx), inode, want)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
         # The vfs keeps no kernel lookup counts; the invalidation filter does.
         for ino, n in inode_list:
             self.cache.forgot(ino, n)
