@@ -162,16 +162,24 @@ async def tail(engine: LmdbEngine, cache: KernelCache) -> None:
         after = last_seq(txn)
     while True:
         await asyncio.sleep(POLL_SECONDS)
-        while True:
-            with engine.read() as txn:
-                t = read_since(txn, after, TAIL_BATCHES)
-            if t.behind:
-                log.warning("the mount fell behind the change log: dropping every cached entry")
-                cache.drop_everything()
-            after = t.last
-            for batch in t.batches:
-                if batch.pid != me:  # our own came through the in-process feed
-                    # Another process's mount flag means its kernel, not ours: invalidate.
-                    cache.on_batch(batch, skip_own_mount=False)
-            if len(t.batches) < TAIL_BATCHES:
-                break
+        try:
+            after = _follow(engine, cache, after, me)
+        except Exception:  # the metadata store reopening, say: try again next poll
+            log.exception("reading the change log failed")
+
+
+def _follow(engine: LmdbEngine, cache: KernelCache, after: int, me: int) -> int:
+    """Apply every batch after `after`; returns the newest seq applied."""
+    while True:
+        with engine.read() as txn:  # short: decoded, then released before any work
+            t = read_since(txn, after, TAIL_BATCHES)
+        if t.behind:
+            log.warning("the mount fell behind the change log: dropping every cached entry")
+            cache.drop_everything()
+        after = t.last
+        for batch in t.batches:
+            if batch.pid != me:  # our own came through the in-process feed
+                # Another process's mount flag means its kernel, not ours: invalidate.
+                cache.on_batch(batch, skip_own_mount=False)
+        if len(t.batches) < TAIL_BATCHES:
+            return after
