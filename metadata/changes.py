@@ -66,7 +66,16 @@ log = logging.getLogger(__name__)
 
 def note(txn: Txn, kind: int, ino: int, name: bytes = b"") -> None:
     """Record a change on txn (the engine logs it if txn commits)."""
+    if kind != ENTRY and txn.born is not None and ino in txn.born:
+        return  # allocated in this very transaction: no cache anywhere holds it yet
     txn.changes.append((kind, ino, name))
+
+
+def born(txn: Txn, ino: int) -> None:
+    """ino was allocated in txn: its own attribute and data changes need no note."""
+    if txn.born is None:
+        txn.born = set()
+    txn.born.add(ino)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,12 +62,13 @@ class EngineIOError(EngineError):
 class Txn:
     """A thin typed view of one LMDB transaction over named sub-databases."""
 
-    __slots__ = ("_txn", "_dbs", "changes")
+    __slots__ = ("_txn", "_dbs", "changes", "born")
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
         self._txn = txn
         self._dbs = dbs
         self.changes: list[Change] = []  # noted by namespace mutators (see changes.py)
+        self.born: set[int] | None = None  # inodes allocated here: no cache can hold them
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._dbs[db])

@@ -19,7 +19,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
-from .changes import ATTR, DATA, ENTRY, note
+from .changes import ATTR, DATA, ENTRY, born, note
 from .engine import Txn
 from .schema import (
     FIRST_INO, I64, ROOT_INO, U64, Extent, Inode, decode_chunk, decode_dirent,
@@ -44,7 +44,9 @@ def next_counter(txn: Txn, name: bytes, count: int = 1, first: int = 1) -> int:
 
 
 def alloc_ino(txn: Txn) -> int:
-    return next_counter(txn, b"ino", 1, FIRST_INO)
+    ino = next_counter(txn, b"ino", 1, FIRST_INO)
+    born(txn, ino)
+    return ino
 
 
 def reserve_chunk_ids(txn: Txn, count: int) -> int:
