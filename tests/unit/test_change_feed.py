@@ -4,6 +4,7 @@ tailed by other processes; and the mount's filter of what to tell the kernel."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,39 @@ def test_the_mount_tells_the_kernel_only_what_it_can_hold_and_did_not_make() -> 
     while not queued.empty():
         dropped.add(queued.get())
     assert (2, ROOT_INO, False) in dropped and (1, ROOT_INO, b"known") in dropped
+
+
+def test_a_mount_that_fell_behind_the_log_drops_everything(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pyfuse3")
+    from gateway.fuse.invalidate import KernelCache, _follow
+
+    monkeypatch.setattr(changes, "LOG_KEEP", 3)
+    e = open_engine(tmp_path / "m")
+    try:
+        cache = KernelCache(30.0)  # not started: inspect what it would send
+        cache.looked_up(42, ROOT_INO, b"cached")
+        with e.read() as txn:
+            after = changes.last_seq(txn)
+        other_pid = 1  # the log is read as if another process wrote it
+
+        def drained() -> list[tuple[int, int, object]]:
+            out = []
+            while not cache._queue.empty():
+                out.append(cache._queue.get())
+            return out
+
+        e.write_sync(lambda txn: _new_file(txn, b"one"))
+        after = _follow(e, cache, after, other_pid)
+        assert set(drained()) == {(1, ROOT_INO, b"one"), (2, ROOT_INO, True)}
+        # This process's own records are skipped (the in-process feed handled them).
+        e.write_sync(lambda txn: _new_file(txn, b"two"))
+        after = _follow(e, cache, after, os.getpid())
+        assert drained() == []
+        for i in range(5):  # more than the log keeps, unread
+            e.write_sync(lambda txn, i=i: _new_file(txn, b"x%d" % i))
+        _follow(e, cache, after, other_pid)
+        sent = drained()
+        assert (2, 42, False) in sent and (1, ROOT_INO, b"cached") in sent  # everything
+    finally:
+        e.close()
