@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import pyfuse3
 
 from ..vfs import Filesystem, FsError
-from .invalidate import KernelCache
 from ..vfs.fs import UTIME_NOW
 from ..vfs.perms import ROOT, Caller, R
+from .invalidate import KernelCache
 from metadata import Inode
 
 log = logging.getLogger(__name__)
