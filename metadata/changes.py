@@ -54,7 +54,9 @@ Change = tuple[int, int, bytes]  # (kind | MOUNT_FLAG?, ino, name)
 LOG_KEEP = 2048
 MAX_RECORD_CHANGES = 1024
 
-# True in the context of a FUSE door's request handlers.
+# True in the context of a FUSE door's request handlers. Tasks they start inherit it
+# (asyncio copies the context): a long-lived task started lazily from a handler that
+# later commits for other doors must be created with a fresh contextvars.Context().
 THROUGH_MOUNT: ContextVar[bool] = ContextVar("samebytes_through_mount", default=False)
 
 _HEAD = struct.Struct(">IB")   # writer pid, flags
