@@ -12,12 +12,17 @@ Figure ``change_feed_put`` (ops/s), interleaved A B A B in one process:
 ``cpu_us_per_op`` gives process CPU (all threads) per acknowledged PUT for both;
 ``tail`` what a separate mount's poll costs per batch read back from the log.
 
+Figure ``change_feed_small_files`` (files/s), the worst case for a per-commit cost:
+one task doing create + write 4 KiB + release + getattr + unlink through the vfs (the
+mount's small-file cycle; every commit is a batch of one), feed on vs off.
+
     python -m bench.changes [--quick] [--data DIR] [--rounds N] [--keep]
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -61,6 +66,24 @@ async def _puts(fs: Filesystem, bucket: str, prefix: str, seconds: float) -> tup
     await asyncio.gather(*(worker(w) for w in range(CONCURRENCY)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return done / wall, cpu / done * 1e6
+
+
+async def _small_files(fs: Filesystem, parent: int, prefix: str, seconds: float) -> tuple[float, float]:
+    """(files/s, CPU µs per file) of a serial create + write + release + getattr + unlink cycle."""
+    body = b"y" * SMALL
+    deadline = time.perf_counter() + seconds
+    n = 0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    while time.perf_counter() < deadline:
+        name = f"{prefix}-{n}".encode()
+        node = await fs.create(ROOT, parent, name, 0o644, exclusive=True)
+        h = await fs.open(ROOT, node.ino, os.O_WRONLY)
+        await fs.write(h.fh, 0, body)
+        await fs.release(h.fh)
+        await fs.getattr(node.ino)
+        await fs.unlink(ROOT, parent, name)
+        n += 1
+    return n / (time.perf_counter() - t0), (time.process_time() - cpu0) / max(n, 1) * 1e6
 
 
 async def run(data: Path, rounds: int, seconds: float) -> dict[str, Any]:
@@ -115,6 +138,24 @@ async def run(data: Path, rounds: int, seconds: float) -> dict[str, Any]:
             return rate
 
         res = await interleave(rounds, [("feed_on", on), ("feed_off", off)], "put")
+        small_dir = (await fs.mkdir(ROOT, bucket_ino, b"small")).ino
+        cache.looked_up(small_dir, bucket_ino, b"small")
+
+        files_cpu: dict[str, list[float]] = {"on": [], "off": []}
+
+        async def files_on(r: int) -> float:
+            feed_on()
+            rate, us = await _small_files(fs, small_dir, f"on{r}", seconds)
+            files_cpu["on"].append(us)
+            return rate
+
+        async def files_off(r: int) -> float:
+            feed_off()
+            rate, us = await _small_files(fs, small_dir, f"off{r}", seconds)
+            files_cpu["off"].append(us)
+            return rate
+
+        res_files = await interleave(rounds, [("feed_on", files_on), ("feed_off", files_off)], "files")
         feed_on()
         # What a separate mount's poll costs: read the whole log back, batch by batch.
         with fs.meta.read() as txn:
@@ -149,11 +190,19 @@ async def run(data: Path, rounds: int, seconds: float) -> dict[str, Any]:
                         "median_record_bytes": statistics.median(sizes) if sizes else 0}
     fig.extra["tail"] = {"batches_read": read, "seconds": round(tail_s, 4),
                          "us_per_batch": round(tail_s / max(read, 1) * 1e6, 2)}
+    files = Figure("change_feed_small_files", "files/s",
+                   f"one task: vfs create + write {SMALL} B + release + getattr + unlink (each "
+                   "commit a batch of one), change feed on",
+                   "the same with the feed off", res_files["feed_on"], res_files["feed_off"])
+    files.extra["cpu_us_per_file"] = {"feed_on": round(statistics.median(files_cpu["on"]), 1),
+                                      "feed_off": round(statistics.median(files_cpu["off"]), 1),
+                                      "per_round": files_cpu}
     return {"benchmark": "changes", "machine": machine_info(data),
             "method": {"interleaving": f"feed on / feed off back to back, {rounds} rounds, "
                                        "medians; ratio = on / off",
                        "phase_seconds": seconds, "concurrency": CONCURRENCY},
-            "figures": {"change_feed_put": fig.as_dict()}}
+            "figures": {"change_feed_put": fig.as_dict(),
+                        "change_feed_small_files": files.as_dict()}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,11 @@ def test_bench_changes_quick_reports_the_feed_on_beside_off(tmp_path: Path) -> N
     proc = subprocess.run([sys.executable, "-m", "bench.changes", "--quick", "--data", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    fig = json.loads(proc.stdout)["figures"]["change_feed_put"]
+    figures = json.loads(proc.stdout)["figures"]
+    for name in ("change_feed_put", "change_feed_small_files"):
+        for field in ("samebytes", "limit", "ratio"):
+            assert _positive(figures[name][field]), f"{name}.{field} = {figures[name][field]!r}"
+    fig = figures["change_feed_put"]
     for field in ("samebytes", "limit", "ratio"):
         assert _positive(fig[field]), f"{field} = {fig[field]!r}"
     assert _positive(fig["cpu_us_per_op"]["feed_on"]) and _positive(fig["cpu_us_per_op"]["feed_off"])
