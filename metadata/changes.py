@@ -10,8 +10,11 @@ group-commit batch the engine then
 2. after the commit, before any writer of the batch hears back, hands the batch to
    this process's subscribers (the FUSE door of ``serve --mount``).
 
-A mount in another process (``samebytes mount``) tails the log with one short read
-transaction per poll (``read_since``). A reader that fell further behind than the
+A mount in another process (``samebytes mount``) registers in ``tailers`` and tails
+the log with one short read transaction per poll (``read_since``). A process writes
+the log only while some OTHER process is registered: ``serve`` alone or ``serve
+--mount`` (which hears its own commits in memory) pay nothing for it but one lookup
+in a tiny sub-database per commit. A reader that fell further behind than the
 trimmed end, or sees the log go backwards (a restore), cannot know what it missed
 and must drop everything it has cached (``Tail.behind``).
 
@@ -62,6 +65,7 @@ THROUGH_MOUNT: ContextVar[bool] = ContextVar("samebytes_through_mount", default=
 _HEAD = struct.Struct(">IB")   # writer pid, flags
 _ITEM = struct.Struct(">BQH")  # kind, ino, name length
 _SEQ = struct.Struct(">Q")
+_TAILER = struct.Struct(">IQ")  # pid, process start time (a pid alone can be reused)
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +145,29 @@ def read_since(txn: Txn, after: int, limit: int = 1024) -> Tail:
     return Tail(batches, behind, batches[-1].seq if batches else after)
 
 
+def register_tailer(txn: Txn, pid: int, start: int,
+                    alive: Callable[[int, int], bool]) -> int:
+    """Ask every other process to log its changes for (pid, start); forget registrations
+    of processes that are gone. Returns the newest seq: tail from there."""
+    for key, _ in list(txn.range("tailers", b"")):
+        other_pid, other_start = _TAILER.unpack(key)
+        if not alive(other_pid, other_start):
+            txn.delete("tailers", key)
+    txn.put("tailers", _TAILER.pack(pid, start), b"")
+    return last_seq(txn)
+
+
+def unregister_tailer(txn: Txn, pid: int, start: int) -> None:
+    txn.delete("tailers", _TAILER.pack(pid, start))
+
+
+def _someone_else_tails(txn: Txn, pid: int) -> bool:
+    for key, _ in txn.range("tailers", b""):  # a handful of mounts at most
+        if _TAILER.unpack(key)[0] != pid:
+            return True
+    return False
+
+
 class ChangeFeed:
     """Logs each batch's changes and hands them to this process's subscribers.
 
@@ -160,10 +187,13 @@ class ChangeFeed:
         return unsubscribe
 
     def log(self, txn: Txn, changes: list[Change]) -> Batch:
-        """Append the batch's changes as one record (several when it is large)."""
-        seq = last_seq(txn)
+        """Append the batch's changes as one record (several when it is large), if
+        another process tails the log; the batch to publish in this process."""
         unique = tuple(dict.fromkeys(changes))
         pid = os.getpid()  # not cached at import: workers fork after importing
+        if not _someone_else_tails(txn, pid):
+            return Batch(0, pid, unique)  # seq 0: not in the log
+        seq = last_seq(txn)
         for at in range(0, len(unique), MAX_RECORD_CHANGES):
             seq += 1
             txn.put("changes", _SEQ.pack(seq), encode_record(pid, unique[at:at + MAX_RECORD_CHANGES]))

@@ -33,8 +33,12 @@ import time
 import pyfuse3
 
 from metadata import LmdbEngine
-from metadata.changes import ATTR, ENTRY, MOUNT_FLAG, Batch, last_seq, read_since
+from metadata.changes import (
+    ATTR, ENTRY, MOUNT_FLAG, Batch, read_since, register_tailer, unregister_tailer,
+)
 from metadata.schema import ROOT_INO
+
+from ..vfs.core import MY_PID, MY_START, process_start_time
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +159,24 @@ class KernelCache:
                 log.exception("invalidation of %d %r failed", ino, arg)
 
 
-async def tail(engine: LmdbEngine, cache: KernelCache) -> None:
-    """Follow other processes' changes in the LMDB change log until cancelled."""
+def _alive(pid: int, start: int) -> bool:
+    return process_start_time(pid) == start
+
+
+async def register(engine: LmdbEngine) -> int:
+    """Make other processes log their changes for this one (before the kernel can cache
+    anything); returns the seq to tail from."""
+    return await engine.write(lambda txn: register_tailer(txn, MY_PID, MY_START, _alive))
+
+
+async def unregister(engine: LmdbEngine) -> None:
+    await engine.write(lambda txn: unregister_tailer(txn, MY_PID, MY_START))
+
+
+async def tail(engine: LmdbEngine, cache: KernelCache, after: int) -> None:
+    """Follow other processes' changes in the LMDB change log (from seq `after` on)
+    until cancelled."""
     me = os.getpid()
-    with engine.read() as txn:
-        after = last_seq(txn)
     while True:
         await asyncio.sleep(POLL_SECONDS)
         try:

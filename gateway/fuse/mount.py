@@ -19,7 +19,7 @@ import pyfuse3.asyncio
 from metadata.changes import THROUGH_MOUNT
 
 from ..vfs import Filesystem
-from .invalidate import KernelCache, tail
+from .invalidate import KernelCache, register, tail, unregister
 from .ops import ENTRY_TIMEOUT, NEGATIVE_TIMEOUT, Operations
 
 log = logging.getLogger(__name__)
@@ -84,15 +84,17 @@ async def mount(fs: Filesystem, mountpoint: Path, *, debug: bool = False,
     _quiet_pyfuse3_reader_race(asyncio.get_running_loop())
     cache = KernelCache(max(ENTRY_TIMEOUT, NEGATIVE_TIMEOUT))
     ops = Operations(fs, cache)
+    feed = fs.meta.changes
+    # Other processes log their commits for us from here on, before the kernel asks.
+    after = await register(fs.meta) if feed is not None else 0
     pyfuse3.init(ops, str(mountpoint), mount_options(debug))
     _mounted = True
     log.info("mounted at %s", mountpoint)
     # Other doors' commits invalidate the kernel's caches: this process's through the
     # engine's feed (right after each commit), other processes' through the log.
     cache.start()
-    feed = fs.meta.changes
     unsubscribe = feed.subscribe(cache.on_batch) if feed is not None else None
-    follower = asyncio.ensure_future(tail(fs.meta, cache)) if feed is not None else None
+    follower = asyncio.ensure_future(tail(fs.meta, cache, after)) if feed is not None else None
     # The handlers' commits carry THROUGH_MOUNT: the kernel made them and knows them.
     handlers = contextvars.copy_context()
     handlers.run(THROUGH_MOUNT.set, True)
@@ -112,6 +114,11 @@ async def mount(fs: Filesystem, mountpoint: Path, *, debug: bool = False,
             unsubscribe()
         await asyncio.to_thread(cache.stop)  # before the session goes away
         pyfuse3.close(unmount=True)
+        if feed is not None:
+            try:
+                await unregister(fs.meta)
+            except Exception:  # the engine closing: the next mount clears it (process gone)
+                log.warning("could not unregister from the change log", exc_info=True)
         _mounted = False
         log.info("unmounted %s", mountpoint)
 

@@ -15,6 +15,13 @@ from metadata.changes import ATTR, DATA, ENTRY, MOUNT_FLAG, THROUGH_MOUNT, Batch
 from metadata.schema import ROOT_INO, Inode
 
 
+def _tailed(path: Path):  # type: ignore[no-untyped-def]
+    """An engine with another process (pid 1) registered as tailing its log."""
+    e = open_engine(path)
+    e.write_sync(lambda txn: changes.register_tailer(txn, 1, 0, lambda pid, start: True))
+    return e
+
+
 def _new_file(txn, name: bytes) -> int:  # type: ignore[no-untyped-def]
     root = ns.ensure_root(txn, 1)
     ino = ns.alloc_ino(txn)
@@ -25,7 +32,7 @@ def _new_file(txn, name: bytes) -> int:  # type: ignore[no-untyped-def]
 
 
 def test_a_commit_logs_and_publishes_what_it_changed(tmp_path: Path) -> None:
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         seen: list[Batch] = []
         assert e.changes is not None
@@ -46,7 +53,7 @@ def test_a_commit_logs_and_publishes_what_it_changed(tmp_path: Path) -> None:
 
 
 def test_a_failed_operation_logs_nothing_and_names_lose_their_slash(tmp_path: Path) -> None:
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         seen: list[Batch] = []
         assert e.changes is not None
@@ -72,7 +79,7 @@ def test_a_failed_operation_logs_nothing_and_names_lose_their_slash(tmp_path: Pa
 
 
 def test_changes_made_through_a_mount_carry_its_flag(tmp_path: Path) -> None:
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         seen: list[Batch] = []
         assert e.changes is not None
@@ -92,7 +99,7 @@ def test_changes_made_through_a_mount_carry_its_flag(tmp_path: Path) -> None:
 def test_a_reader_past_the_trimmed_end_is_told_it_fell_behind(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(changes, "LOG_KEEP", 4)
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         with e.read() as txn:
             start = changes.last_seq(txn)
@@ -116,7 +123,7 @@ def test_a_reader_past_the_trimmed_end_is_told_it_fell_behind(tmp_path: Path,
 def test_a_large_batch_is_logged_as_several_bounded_records(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(changes, "MAX_RECORD_CHANGES", 2)
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         published: list[Batch] = []
         assert e.changes is not None
@@ -175,7 +182,7 @@ def test_a_mount_that_fell_behind_the_log_drops_everything(tmp_path: Path,
     from gateway.fuse.invalidate import KernelCache, _follow
 
     monkeypatch.setattr(changes, "LOG_KEEP", 3)
-    e = open_engine(tmp_path / "m")
+    e = _tailed(tmp_path / "m")
     try:
         cache = KernelCache(30.0)  # not started: inspect what it would send
         cache.looked_up(42, ROOT_INO, b"cached")
@@ -201,5 +208,35 @@ def test_a_mount_that_fell_behind_the_log_drops_everything(tmp_path: Path,
         _follow(e, cache, after, other_pid)
         sent = drained()
         assert (2, 42, False) in sent and (1, ROOT_INO, b"cached") in sent  # everything
+    finally:
+        e.close()
+
+
+def test_the_log_is_written_only_while_another_process_tails_it(tmp_path: Path) -> None:
+    e = open_engine(tmp_path / "m")
+    try:
+        seen: list[Batch] = []
+        assert e.changes is not None
+        e.changes.subscribe(seen.append)
+        e.write_sync(lambda txn: _new_file(txn, b"a"))
+        me, start = os.getpid(), 12345
+        # This process tailing itself changes nothing: it hears its commits in memory.
+        after = e.write_sync(lambda txn: changes.register_tailer(txn, me, start, lambda p, s: True))
+        e.write_sync(lambda txn: _new_file(txn, b"b"))
+        with e.read() as txn:
+            assert txn.count("changes") == 0
+        assert len(seen) == 2 and seen[-1].seq == 0  # published all the same
+        # Another process registers (and a dead registration is cleared on the way).
+        e.write_sync(lambda txn: changes.register_tailer(txn, 999_999, 1, lambda p, s: p != me))
+        with e.read() as txn:
+            assert [k for k, _ in txn.range("tailers", b"")] == [changes._TAILER.pack(999_999, 1)]
+        e.write_sync(lambda txn: _new_file(txn, b"c"))
+        with e.read() as txn:
+            t = read_since(txn, after)
+        assert [c for b in t.batches for c in b.changes if c[0] == ENTRY] == [(ENTRY, ROOT_INO, b"c")]
+        e.write_sync(lambda txn: changes.unregister_tailer(txn, 999_999, 1))
+        e.write_sync(lambda txn: _new_file(txn, b"d"))
+        with e.read() as txn:
+            assert changes.last_seq(txn) == t.last
     finally:
         e.close()
