@@ -14,8 +14,10 @@ Figure ``change_feed_put`` (ops/s), interleaved A B A B in one process:
 ``tail`` what a separate mount's poll costs per batch read back from the log.
 
 Figure ``change_feed_small_files`` (files/s), the worst case for a per-commit cost:
-one task doing create + write 4 KiB + release + getattr + unlink through the vfs (the
-mount's small-file cycle; every commit is a batch of one), feed on vs off.
+one task doing create + write 4 KiB + release + getattr + unlink through the vfs (every
+commit a batch of one record), feed on vs off, the folder known to the mount's filter
+(so each commit also wakes the notifier thread: what another door's writes into a folder
+a mount has cached cost; a mount's own writes skip the filter).
 
     python -m bench.changes [--quick] [--data DIR] [--rounds N] [--keep]
 """

@@ -55,6 +55,7 @@ Change = tuple[int, int, bytes]  # (kind | MOUNT_FLAG?, ino, name)
 # 55 B (4 changes), a record of 64 PUTs ~3.5 KiB, the log ~7 MiB; at most
 # LOG_KEEP x MAX_RECORD_CHANGES changes.
 LOG_KEEP = 2048
+TRIM_EVERY = 128  # records; the log holds LOG_KEEP to LOG_KEEP + TRIM_EVERY - 1
 MAX_RECORD_CHANGES = 1024
 
 # True in the context of a FUSE door's request handlers. Tasks they start inherit it
@@ -197,8 +198,10 @@ class ChangeFeed:
         for at in range(0, len(unique), MAX_RECORD_CHANGES):
             seq += 1
             txn.put("changes", _SEQ.pack(seq), encode_record(pid, unique[at:at + MAX_RECORD_CHANGES]))
-            if seq > LOG_KEEP:
-                txn.delete("changes", _SEQ.pack(seq - LOG_KEEP))
+            if seq % TRIM_EVERY == 0 and seq > LOG_KEEP:
+                # In bulk, now and then: a delete per commit dirties another page per commit.
+                for old, _ in list(txn.range("changes", b"", _SEQ.pack(seq - LOG_KEEP + 1))):
+                    txn.delete("changes", old)
         return Batch(seq, pid, unique)
 
     def publish(self, batch: Batch) -> None:

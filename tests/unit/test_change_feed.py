@@ -99,6 +99,7 @@ def test_changes_made_through_a_mount_carry_its_flag(tmp_path: Path) -> None:
 def test_a_reader_past_the_trimmed_end_is_told_it_fell_behind(tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(changes, "LOG_KEEP", 4)
+    monkeypatch.setattr(changes, "TRIM_EVERY", 1)
     e = _tailed(tmp_path / "m")
     try:
         with e.read() as txn:
@@ -182,6 +183,7 @@ def test_a_mount_that_fell_behind_the_log_drops_everything(tmp_path: Path,
     from gateway.fuse.invalidate import KernelCache, _follow
 
     monkeypatch.setattr(changes, "LOG_KEEP", 3)
+    monkeypatch.setattr(changes, "TRIM_EVERY", 2)
     e = _tailed(tmp_path / "m")
     try:
         cache = KernelCache(30.0)  # not started: inspect what it would send
