@@ -33,7 +33,7 @@ from importlib import metadata as _md
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("vfs", "s3", "mount", "nfs", "chunks_s3")
+BENCHMARKS = ("vfs", "s3", "mount", "nfs", "chunks_s3", "changes")
 
 
 def log(msg: str) -> None:

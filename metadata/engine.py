@@ -35,6 +35,8 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from .changes import MOUNT_FLAG, THROUGH_MOUNT, Batch, Change, ChangeFeed
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -45,7 +47,7 @@ DEFAULT_MAP_SIZE = 64 << 30
 MAX_BATCH = 1024
 # Stale reader slots of killed processes are reclaimed this often.
 READER_CHECK_SECONDS = 30.0
-MAX_DBS = 16
+MAX_DBS = 32
 MAX_READERS = 1024
 
 
@@ -60,11 +62,13 @@ class EngineIOError(EngineError):
 class Txn:
     """A thin typed view of one LMDB transaction over named sub-databases."""
 
-    __slots__ = ("_txn", "_dbs")
+    __slots__ = ("_txn", "_dbs", "changes", "born")
 
     def __init__(self, txn: lmdb.Transaction, dbs: dict[str, Any]) -> None:
         self._txn = txn
         self._dbs = dbs
+        self.changes: list[Change] = []  # noted by namespace mutators (see changes.py)
+        self.born: set[int] | None = None  # inodes allocated here: no cache can hold them
 
     def get(self, db: str, key: bytes) -> bytes | None:
         return self._txn.get(key, db=self._dbs[db])
@@ -115,16 +119,22 @@ class Txn:
                 return None
             return cur.item()
 
+    def last(self, db: str) -> tuple[bytes, bytes] | None:
+        """The item with the greatest key, or None."""
+        with self._txn.cursor(db=self._dbs[db]) as cur:
+            return cur.item() if cur.last() else None
+
     def count(self, db: str) -> int:
         return int(self._txn.stat(self._dbs[db])["entries"])
 
 
 class _Op:
-    __slots__ = ("fn", "done")
+    __slots__ = ("fn", "done", "through_mount")
 
     def __init__(self, fn: Callable[[Txn], Any], done: Callable[[Any, BaseException | None], None]) -> None:
         self.fn = fn
         self.done = done
+        self.through_mount = THROUGH_MOUNT.get()  # the submitter's context, not the writer thread's
 
 
 _STOP = object()
@@ -148,6 +158,8 @@ class LmdbEngine:
         self._sync = sync
         self._env_lock = threading.Lock()  # guards reopen against readers
         self._open()
+        # Every committed change of names and inodes, logged and published per batch.
+        self.changes = ChangeFeed() if "changes" in db_names else None
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self.commits = 0  # batches committed, for benchmarks and tests
@@ -259,7 +271,7 @@ class LmdbEngine:
     def _run_batch(self, batch: list[_Op]) -> None:
         while True:
             try:
-                results = self._try_batch(batch)
+                results, logged = self._try_batch(batch)
             except lmdb.MapFullError:
                 self._grow()
                 continue
@@ -279,6 +291,9 @@ class LmdbEngine:
                     op.done(None, err)
                 return
             self.commits += 1
+            if logged is not None and self.changes is not None:
+                # Before the writers hear back: a reply to them implies caches are told.
+                self.changes.publish(logged)
             for op, (result, failure) in zip(batch, results):
                 op.done(result, failure)
             if time.monotonic() - self._last_reader_check > READER_CHECK_SECONDS:
@@ -286,14 +301,17 @@ class LmdbEngine:
                 self._last_reader_check = time.monotonic()
             return
 
-    def _try_batch(self, batch: list[_Op]) -> list[tuple[Any, BaseException | None]]:
+    def _try_batch(self, batch: list[_Op]) -> tuple[list[tuple[Any, BaseException | None]], Batch | None]:
         results: list[tuple[Any, BaseException | None]] = []
+        changed: list[Change] = []
+        logged: Batch | None = None
         txn = self.env.begin(write=True)
         try:
             for op in batch:
                 child = self.env.begin(write=True, parent=txn)
+                view = Txn(child, self._dbs)
                 try:
-                    result = op.fn(Txn(child, self._dbs))
+                    result = op.fn(view)
                 except lmdb.MapFullError:
                     child.abort()
                     raise
@@ -303,11 +321,18 @@ class LmdbEngine:
                     continue
                 child.commit()
                 results.append((result, None))
+                if view.changes:
+                    if op.through_mount:
+                        changed.extend((k | MOUNT_FLAG, i, n) for k, i, n in view.changes)
+                    else:
+                        changed.extend(view.changes)
+            if changed and self.changes is not None:
+                logged = self.changes.log(Txn(txn, self._dbs), changed)
             txn.commit()
         except BaseException:
             txn.abort()
             raise
-        return results
+        return results, logged
 
     def _grow(self) -> None:
         # No write txn is open here (the batch aborted), which set_mapsize requires.

@@ -19,6 +19,7 @@ import struct
 from collections.abc import Iterator
 from typing import Any
 
+from .changes import ATTR, DATA, ENTRY, born, note
 from .engine import Txn
 from .schema import (
     FIRST_INO, I64, ROOT_INO, U64, Extent, Inode, decode_chunk, decode_dirent,
@@ -43,7 +44,9 @@ def next_counter(txn: Txn, name: bytes, count: int = 1, first: int = 1) -> int:
 
 
 def alloc_ino(txn: Txn) -> int:
-    return next_counter(txn, b"ino", 1, FIRST_INO)
+    ino = next_counter(txn, b"ino", 1, FIRST_INO)
+    born(txn, ino)
+    return ino
 
 
 def reserve_chunk_ids(txn: Txn, count: int) -> int:
@@ -59,6 +62,7 @@ def get_inode(txn: Txn, ino: int) -> Inode | None:
 
 def put_inode(txn: Txn, inode: Inode) -> None:
     txn.put("inode", U64.pack(inode.ino), encode_inode(inode))
+    note(txn, ATTR, inode.ino)
 
 
 def ensure_root(txn: Txn, now_ns: int, mode: int = 0o40755) -> Inode:
@@ -89,12 +93,14 @@ def add_entry(txn: Txn, parent: Inode, name: bytes, child: int, is_dir: bool) ->
     sname = sortname(name, is_dir)
     txn.put("dirent", dirent_key(parent.ino, sname), encode_dirent(child, seq))
     txn.put("dirseq", dirseq_key(parent.ino, seq), sname)
+    note(txn, ENTRY, parent.ino, name)
     return seq
 
 
 def remove_entry(txn: Txn, parent: int, sname: bytes, seq: int) -> None:
     txn.delete("dirent", dirent_key(parent, sname))
     txn.delete("dirseq", dirseq_key(parent, seq))
+    note(txn, ENTRY, parent, sname.removesuffix(b"/"))
 
 
 def entries(txn: Txn, parent: int, start: bytes = b"") -> Iterator[tuple[bytes, int]]:
@@ -190,6 +196,7 @@ def _overlapping(txn: Txn, ino: int, start: int, end: int) -> list[Extent]:
 
 def punch(txn: Txn, ino: int, start: int, end: int, now_ns: int) -> None:
     """Remove file bytes [start, end) from the extent map (they read as a hole)."""
+    note(txn, DATA, ino)
     for old in _overlapping(txn, ino, start, end):
         txn.delete("extent", extent_key(ino, old.offset))
         kept = 0
@@ -263,6 +270,7 @@ def free_inode(txn: Txn, ino: int, now_ns: int) -> None:
         remove_xattr(txn, ino, name)
     txn.delete("inode", U64.pack(ino))
     txn.delete("orphan", U64.pack(ino))
+    note(txn, DATA, ino)
 
 
 _PENDING = struct.Struct(">IQ")

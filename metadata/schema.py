@@ -22,6 +22,12 @@ uploadkey  bucket + NUL + key + NUL + upload id  empty (ListMultipartUploads in 
 part       upload id + part number u32           JSON: size, etag, extents of one part
 identity   access key                            JSON: secret, uid, gid, groups, name
 counter    name                                  u64 (next inode, next chunk id)
+changes    batch seq u64                         writer pid u32 + flags u8 + changes (kind u8,
+                                                 ino u64, name len u16, name): what one group
+                                                 commit changed, for mounts' kernel caches;
+                                                 the last LOG_KEEP batches (see changes.py)
+tailers    pid u32 + process start time u64      empty: a mount process reading ``changes``
+                                                 (others log only while one is registered)
 =========  ====================================  ===========================================
 
 ``sortname`` is the entry name, plus ``/`` for a directory. A depth-first walk of
@@ -48,7 +54,8 @@ import xxhash
 
 DBS = (
     "inode", "dirent", "dirseq", "extent", "chunk", "pending", "trash", "orphan",
-    "xattr", "bucket", "upload", "uploadkey", "part", "identity", "counter",
+    "xattr", "bucket", "upload", "uploadkey", "part", "identity", "counter", "changes",
+    "tailers",
 )
 
 ROOT_INO = 1  # FUSE's root inode number; NFS handles name it too

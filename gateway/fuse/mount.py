@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from pathlib import Path
@@ -15,8 +16,11 @@ from pathlib import Path
 import pyfuse3
 import pyfuse3.asyncio
 
+from metadata.changes import THROUGH_MOUNT
+
 from ..vfs import Filesystem
-from .ops import Operations
+from .invalidate import KernelCache, register, tail, unregister
+from .ops import ENTRY_TIMEOUT, NEGATIVE_TIMEOUT, Operations
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +82,23 @@ async def mount(fs: Filesystem, mountpoint: Path, *, debug: bool = False,
         raise RuntimeError("pyfuse3 allows one mount per process")
     pyfuse3.asyncio.enable()
     _quiet_pyfuse3_reader_race(asyncio.get_running_loop())
-    ops = Operations(fs)
+    cache = KernelCache(max(ENTRY_TIMEOUT, NEGATIVE_TIMEOUT))
+    ops = Operations(fs, cache)
+    feed = fs.meta.changes
+    # Other processes log their commits for us from here on, before the kernel asks.
+    after = await register(fs.meta) if feed is not None else 0
     pyfuse3.init(ops, str(mountpoint), mount_options(debug))
     _mounted = True
     log.info("mounted at %s", mountpoint)
-    main = asyncio.ensure_future(pyfuse3.main())
+    # Other doors' commits invalidate the kernel's caches: this process's through the
+    # engine's feed (right after each commit), other processes' through the log.
+    cache.start()
+    unsubscribe = feed.subscribe(cache.on_batch) if feed is not None else None
+    follower = asyncio.ensure_future(tail(fs.meta, cache, after)) if feed is not None else None
+    # The handlers' commits carry THROUGH_MOUNT: the kernel made them and knows them.
+    handlers = contextvars.copy_context()
+    handlers.run(THROUGH_MOUNT.set, True)
+    main = asyncio.get_running_loop().create_task(pyfuse3.main(), context=handlers)
     try:
         # The stat goes through our own handlers: run it off the loop.
         await asyncio.to_thread(_set_read_ahead, mountpoint)
@@ -92,7 +108,17 @@ async def mount(fs: Filesystem, mountpoint: Path, *, debug: bool = False,
     finally:
         if not main.done():
             main.cancel()
+        if follower is not None:
+            follower.cancel()
+        if unsubscribe is not None:
+            unsubscribe()
+        await asyncio.to_thread(cache.stop)  # before the session goes away
         pyfuse3.close(unmount=True)
+        if feed is not None:
+            try:
+                await unregister(fs.meta)
+            except Exception:  # the engine closing: the next mount clears it (process gone)
+                log.warning("could not unregister from the change log", exc_info=True)
         _mounted = False
         log.info("unmounted %s", mountpoint)
 

@@ -16,7 +16,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyfuse3
@@ -24,14 +24,20 @@ import pyfuse3
 from ..vfs import Filesystem, FsError
 from ..vfs.fs import UTIME_NOW
 from ..vfs.perms import ROOT, Caller, R
+from .invalidate import KernelCache
 from metadata import Inode
 
 log = logging.getLogger(__name__)
 
-# Short: changes made through S3 or NFS (maybe in another process) show up quickly.
-ATTR_TIMEOUT = 1.0
-ENTRY_TIMEOUT = 1.0
-NEGATIVE_TIMEOUT = 1.0
+# How long the kernel may cache names, "no such name" answers (Spark probes a .crc
+# sidecar per file) and attributes. Long, because every change another door or
+# process commits invalidates them at once (invalidate.py); the timeout bounds only
+# what no commit announces (bytes in another door's unflushed write buffer).
+# SAMEBYTES_FUSE_CACHE_SECONDS overrides it (tests set hours to prove invalidation).
+CACHE_SECONDS = float(os.environ.get("SAMEBYTES_FUSE_CACHE_SECONDS", "30"))
+ATTR_TIMEOUT = CACHE_SECONDS
+ENTRY_TIMEOUT = CACHE_SECONDS
+NEGATIVE_TIMEOUT = CACHE_SECONDS
 READDIR_BATCH = 256
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -121,9 +127,11 @@ class Operations(pyfuse3.Operations):
     enable_writeback_cache = False
     enable_acl = False
 
-    def __init__(self, fs: Filesystem) -> None:
+    def __init__(self, fs: Filesystem, cache: KernelCache | None = None) -> None:
         super().__init__()
         self.fs = fs
+        # What the kernel may hold (lookup counts, recent names): invalidations go there.
+        self.cache = cache if cache is not None else KernelCache(max(ENTRY_TIMEOUT, NEGATIVE_TIMEOUT))
         self._dirs: dict[int, tuple[int, Caller]] = {}
         self._next_dirfh = 1
         # (size, mtime, ctime) of each inode when its last handle was opened or
@@ -135,11 +143,18 @@ class Operations(pyfuse3.Operations):
     @fuse_errors
     async def lookup(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         try:
-            return attrs(await self.fs.lookup(caller_of(ctx), parent_inode, name))
+            node = await self.fs.lookup(caller_of(ctx), parent_inode, name)
         except FsError as e:
             if e.errno == errno.ENOENT:
+                self.cache.answered(parent_inode, name)
                 return negative_entry()
             raise
+        return self._entry(node, parent_inode, name)
+
+    def _entry(self, node: Inode, parent: int, name: bytes) -> pyfuse3.EntryAttributes:
+        """The reply that makes the kernel count one more lookup of node."""
+        self.cache.looked_up(node.ino, parent, name)
+        return attrs(node)
 
     @fuse_errors
     async def getattr(self, inode: int, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
@@ -189,23 +204,26 @@ class Operations(pyfuse3.Operations):
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         mode = stat.S_IFMT(mode) | (stat.S_IMODE(mode) & ~ctx.umask)
-        return attrs(await self.fs.mknod(caller_of(ctx), parent_inode, name, mode, rdev))
+        return self._entry(await self.fs.mknod(caller_of(ctx), parent_inode, name, mode, rdev),
+                           parent_inode, name)
 
     @fuse_errors
     async def mkdir(self, parent_inode: int, name: bytes, mode: int,
                     ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return attrs(await self.fs.mkdir(caller_of(ctx), parent_inode, name,
-                                         stat.S_IMODE(mode) & ~ctx.umask))
+        return self._entry(await self.fs.mkdir(caller_of(ctx), parent_inode, name,
+                                               stat.S_IMODE(mode) & ~ctx.umask), parent_inode, name)
 
     @fuse_errors
     async def symlink(self, parent_inode: int, name: bytes, target: bytes,
                       ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return attrs(await self.fs.symlink(caller_of(ctx), parent_inode, name, target))
+        return self._entry(await self.fs.symlink(caller_of(ctx), parent_inode, name, target),
+                           parent_inode, name)
 
     @fuse_errors
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes,
                    ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
-        return attrs(await self.fs.link(caller_of(ctx), inode, new_parent_inode, new_name))
+        return self._entry(await self.fs.link(caller_of(ctx), inode, new_parent_inode, new_name),
+                           new_parent_inode, new_name)
 
     @fuse_errors
     async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -226,8 +244,10 @@ class Operations(pyfuse3.Operations):
         want = (R if mode & os.R_OK else 0) | (2 if mode & os.W_OK else 0) | (1 if mode & os.X_OK else 0)
         return await self.fs.access(caller_of(ctx), inode, want)
 
-    async def forget(self, inode_list: list[tuple[int, int]]) -> None:
-        return None  # the vfs keeps no kernel lookup counts
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        # The vfs keeps no kernel lookup counts; the invalidation filter does.
+        for ino, n in inode_list:
+            self.cache.forgot(ino, n)
 
     # -- files --------------------------------------------------------------------------
 
@@ -266,7 +286,7 @@ class Operations(pyfuse3.Operations):
             who = caller
         h = await self.fs.open(who, node.ino, open_flags)
         node = await self.fs.getattr(node.ino)
-        return self._file_info(h.fh, node), attrs(node)
+        return self._file_info(h.fh, node), self._entry(node, parent_inode, name)
 
     @fuse_errors
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -318,6 +338,7 @@ class Operations(pyfuse3.Operations):
             for cookie, name, node in batch:
                 if not pyfuse3.readdir_reply(token, name, attrs(node), cookie):
                     return
+                self.cache.looked_up(node.ino, ino, name)  # readdirplus counts a lookup
                 after = cookie
             if len(batch) < READDIR_BATCH:
                 return
