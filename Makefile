@@ -6,8 +6,12 @@ STAMP       := $(VENV)/.installed
 # System packages the gateway itself needs to build and run (pyfuse3 compiles against
 # libfuse3; the FUSE door mounts through fuse3's fusermount3).
 BASE_PACKAGES := fuse3 libfuse3-dev pkg-config
-# ...and the ones the tests drive: NFS and S3 clients, TLS certificates.
-TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk rsync
+# OpenStack Swift + s3api, bench/s3.py's durable Python S3 peer (bench/swift_peer.py and
+# its test start it from a temporary directory; nothing here runs as a system service).
+SWIFT_PACKAGES := swift swift-proxy swift-account swift-container swift-object python3-swift memcached
+# ...and the ones the tests drive: NFS and S3 clients, TLS certificates, the S3 peers.
+TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk rsync \
+                 $(SWIFT_PACKAGES)
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 

@@ -9,7 +9,7 @@ progress goes to stderr.
     python -m bench             # every benchmark (one JSON document, keyed by benchmark)
     python -m bench.vfs         # the vfs layer: small/large objects, metadata, listing
     python -m bench.vfs --quick # small sizes, ~20 s (the smoke test runs this)
-    python -m bench.s3          # the S3 door over HTTP beside moto and nginx (~3 min)
+    python -m bench.s3          # the S3 door over HTTP beside moto, nginx and Swift (~3 min)
     python -m bench.mount       # the FUSE mount beside the local disk and a pyfuse3 pass-through
     python -m bench.nfs         # the NFS door beside nfs-ganesha, libnfs clients (~5 min)
 """

@@ -6,6 +6,8 @@ Servers, each a separate process started and stopped here, all on 127.0.0.1:
 * moto: ``python -m moto.server`` (in-memory S3 emulator): the S3 peer.
 * nginx: Debian's nginx with its own minimal config (``-p`` prefix, ``daemon off``, one
   process): the HTTP limit. Static files for GET, WebDAV PUT (no fsync) for PUT.
+* swift: OpenStack Swift + s3api from Debian (durable, Python; bench/swift_peer.py): a
+  second S3 peer, skipped with the reason when its packages are missing.
 
 Figures (each: samebytes and its references interleaved, A B C A B C ..., medians, ratios):
 
@@ -46,7 +48,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import boto3
@@ -56,6 +58,7 @@ from botocore.config import Config
 
 from . import (Figure, _version, emit, free_port, interleave, log, machine_info, make_data_dir,
                parser, proc_cpu_times, remove_data_dir, system_cpu_times)
+from . import swift_peer
 
 REPO = Path(__file__).resolve().parents[1]
 KiB = 1024
@@ -294,6 +297,13 @@ def start_nginx(run_dir: Path) -> Server:
                           "the body to a temp file, then renames it; no fsync)"}
     srv.dirs = {"www": www, "dav": dav}
     return srv
+
+
+def start_swift(run_dir: Path) -> swift_peer.SwiftPeer:
+    """Swift + s3api with its device in run_dir (beside samebytes' data, the same disk)."""
+    if "swift" in FORCE_SKIP:
+        raise LookupError("skipped by SAMEBYTES_BENCH_S3_SKIP")
+    return swift_peer.start(run_dir / "swift")
 
 
 # -- S3 targets and presigned URLs ---------------------------------------------------------------
@@ -713,6 +723,13 @@ class Run:
     meter: Meter
     profiler: Profiler
     profiles: dict[str, Any] = field(default_factory=dict)
+    swift: Target | None = None
+
+    def s3_targets(self) -> list[Target]:
+        return [t for t in (self.sb, self.moto, self.swift) if t is not None]
+
+    def target(self, name: str) -> Target:
+        return next(t for t in self.s3_targets() if t.name == name)
 
     async def phase(self, figure_names: list[str], steps: list[tuple[str, Callable[[int], Awaitable[float]]]],
                     label: str) -> dict[str, list[float]]:
@@ -750,7 +767,7 @@ class Run:
 
 async def bench_small(run: Run) -> dict[str, Any]:
     sz, sb, moto, ngx = run.sz, run.sb, run.moto, run.nginx
-    s3_targets = [t for t in (sb, moto) if t is not None]
+    s3_targets = run.s3_targets()
     # GET: 64 objects of random bytes, the same in every server (nginx: static files).
     payloads = [os.urandom(sz.small) for _ in range(GET_OBJECTS)]
     keys = [f"g/{i:04d}" for i in range(GET_OBJECTS)]
@@ -786,9 +803,7 @@ async def bench_small(run: Run) -> dict[str, Any]:
     def put_paths(name: str, r: int, n: int) -> list[str]:
         if name == "nginx":  # no signature needed; the same request-line length as samebytes
             return [f"/dav/{BUCKET}/p/r{r}/{i:07d}?{sb_query}" for i in range(n)]
-        t = sb if name == "samebytes" else moto
-        assert t is not None
-        return [t.presign("PUT", f"p/r{r}/{i:07d}") for i in range(n)]
+        return [run.target(name).presign("PUT", f"p/r{r}/{i:07d}") for i in range(n)]
 
     def put_step(name: str) -> Callable[[int], Awaitable[float]]:
         async def step(r: int) -> float:
@@ -807,13 +822,12 @@ async def bench_small(run: Run) -> dict[str, Any]:
     for name, srv in conc.items():
         await run.load.run(srv.endpoint, "GET", get_paths[name], 0, 1)
         wp = ([f"/dav/{BUCKET}/w/{i:05d}" for i in range(2000)] if name == "nginx" else
-              [(sb if name == "samebytes" else moto).presign("PUT", f"w/{i:05d}")  # type: ignore[union-attr]
-               for i in range(2000)])
+              [run.target(name).presign("PUT", f"w/{i:05d}") for i in range(2000)])
         res = await run.load.run(srv.endpoint, "PUT", wp, sz.small, 1)
         rate[name] = res["requests"] / (res["duration_us"] / 1e6)
     log("small: warm-up PUT rates " + ", ".join(f"{k} {v:,.0f}/s" for k, v in rate.items()))
 
-    order = [n for n in ("samebytes", "nginx", "moto") if n in conc]
+    order = [n for n in ("samebytes", "nginx", "moto", "swift") if n in conc]
     res_get = await run.phase(["get_4k"], [(n, get_step(n)) for n in order], "get_4k")
     res_put = await run.phase(["put_4k"], [(n, put_step(n)) for n in order], "put_4k")
     client = run.load.describe()
@@ -822,13 +836,16 @@ async def bench_small(run: Run) -> dict[str, Any]:
         f"through samebytes' S3 door, presigned URLs, concurrency {CONCURRENCY}",
         res_get, ("nginx", f"nginx serving the same {GET_OBJECTS} files as static files, same "
                   "request lines (the query string is ignored): the HTTP limit"),
-        [("moto", "moto_server (in-memory S3 emulator), the same objects: the S3 peer")], client)
+        [("moto", "moto_server (in-memory S3 emulator), the same objects: the S3 peer"),
+         ("swift", "OpenStack Swift + s3api, the same objects: a durable Python S3 peer")], client)
     put = run.figure(
         "put_4k", "ops/s", "op", f"PUT of {sz.small} B bodies to distinct new keys through "
         f"samebytes' S3 door, presigned URLs, concurrency {CONCURRENCY}; acknowledged = durable",
         res_put, ("nginx", f"nginx WebDAV PUT of the same {sz.small} B bodies to new files, same "
                   "request-line length: the HTTP limit (not durable: no fsync)"),
-        [("moto", "moto_server, the same PUTs (in memory, not durable): the S3 peer")], client)
+        [("moto", "moto_server, the same PUTs (in memory, not durable): the S3 peer"),
+         ("swift", "OpenStack Swift + s3api, the same PUTs (object files fsync'd): a "
+          "durable Python S3 peer")], client)
     for fig, kind in ((get, "get"), (put, "put")):
         fig["latency_p50_us_median"] = {k.split("_", 1)[1]: statistics.median(v)
                                         for k, v in p50.items() if k.startswith(kind)}
@@ -859,8 +876,7 @@ async def bench_big(run: Run) -> dict[str, Any]:
                 assert ngx is not None
                 srv, paths = ngx, [f"/dav/{BUCKET}/{key(r, j)}" for j in range(sz.big_reps)]
             else:
-                t = sb if name == "samebytes" else moto
-                assert t is not None
+                t = run.target(name)
                 srv, paths = t.server, [t.presign("PUT", key(r, j)) for j in range(sz.big_reps)]
             conn = _conn(srv.port)
             try:
@@ -880,8 +896,7 @@ async def bench_big(run: Run) -> dict[str, Any]:
                 where = "nosendfile" if name == "nginx_nosendfile" else "dav"
                 srv, paths = ngx, [f"/{where}/{BUCKET}/{key(r, j)}" for j in range(sz.big_reps)]
             else:
-                t = sb if name == "samebytes" else moto
-                assert t is not None
+                t = run.target(name)
                 srv, paths = t.server, [t.presign("GET", key(r, j)) for j in range(sz.big_reps)]
             conn = _conn(srv.port)
             try:
@@ -897,17 +912,16 @@ async def bench_big(run: Run) -> dict[str, Any]:
         return step
 
     async def cleanup(r: int) -> float:  # not a figure: bound disk and memory use
-        for t in (sb, moto):
-            if t is not None:
-                for j in range(sz.big_reps):
-                    t.s3.delete_object(Bucket=BUCKET, Key=key(r, j))
+        for t in run.s3_targets():
+            for j in range(sz.big_reps):
+                t.s3.delete_object(Bucket=BUCKET, Key=key(r, j))
         if ngx is not None:
             for j in range(sz.big_reps):
                 (ngx.dirs["dav"] / BUCKET / key(r, j)).unlink(missing_ok=True)
         return 0.0
 
     names = [n for n, ok in (("samebytes", True), ("nginx", ngx is not None),
-                             ("moto", moto is not None)) if ok]
+                             ("moto", moto is not None), ("swift", run.swift is not None)) if ok]
     warm = await put_step("samebytes")(-1)  # warm-up: first chunk files, connections
     await cleanup(-1)
     log(f"big: warm-up PUT {warm:,.0f} MB/s")
@@ -928,8 +942,8 @@ async def bench_big(run: Run) -> dict[str, Any]:
         "S3 door, presigned, one stream; acknowledged = durable (4 MiB chunk files, MD5 etag)",
         res_put, ("nginx", "nginx WebDAV PUT of the same bytes to a file (spooled to a temp "
                   "file, renamed; no fsync): the HTTP limit"),
-        [("moto", "moto_server, the same PUTs (in memory / spooled temp file): the S3 peer")],
-        client)
+        [("moto", "moto_server, the same PUTs (in memory / spooled temp file): the S3 peer"),
+         ("swift", "OpenStack Swift + s3api, the same PUTs (object file fsync'd)")], client)
     get = run.figure(
         "get_64m", "MB/s (1e6 B/s)", "MB",
         f"GET of the {sz.big // MiB} MiB objects just put (page cache warm), one stream",
@@ -937,7 +951,8 @@ async def bench_big(run: Run) -> dict[str, Any]:
                   "page cache warm): the HTTP limit"),
         [("nginx_nosendfile", "the same nginx file with sendfile off (read + write through "
           "user space)"),
-         ("moto", "moto_server GET of the same object: the S3 peer")], client)
+         ("moto", "moto_server GET of the same object: the S3 peer"),
+         ("swift", "OpenStack Swift + s3api GET of the same object")], client)
     return {"put_64m": put, "get_64m": get}
 
 
@@ -991,7 +1006,7 @@ def list_all(t: Target, conn: http.client.HTTPConnection) -> tuple[int, int]:
 
 async def bench_list(run: Run, session: aiohttp.ClientSession) -> dict[str, Any]:
     sz = run.sz
-    targets = [t for t in (run.sb, run.moto) if t is not None]
+    targets = run.s3_targets()
     for t in targets:
         t.s3.create_bucket(Bucket=LIST_BUCKET)
     fill = await asyncio.gather(*(_fill_bucket(session, t, sz.list_keys) for t in targets))
@@ -1022,7 +1037,8 @@ async def bench_list(run: Run, session: aiohttp.ClientSession) -> dict[str, Any]
         f"ListObjectsV2 (MaxKeys 1000, continuation tokens) over a bucket of {sz.list_keys:,} "
         f"empty objects, full listings repeated for >= {sz.list_min_s} s",
         res, ("moto", "moto_server, the same bucket and keys: the S3 peer (an HTTP limit for "
-              "listing does not exist)"), [],
+              "listing does not exist)"),
+        [("swift", "OpenStack Swift + s3api, the same bucket and keys (container DB in SQLite)")],
         "each page a boto3-presigned ListObjectsV2 URL (presigning counts as client CPU), "
         "fetched with http.client on one keep-alive connection; keys counted in the raw XML, "
         "NextContinuationToken by regex (no XML parser)")
@@ -1041,12 +1057,6 @@ TARGETS: list[tuple[str, str | None, float]] = [
     ("get_64m", "nginx", 1.0), ("put_64m", "nginx", 0.9), ("get_4k", "moto", 10.0),
     ("get_4k", "nginx", 0.2), ("put_4k", "moto", 5.0), ("list", None, 100_000.0),
 ]
-# Swift + s3api (Debian swift-proxy/-account/-container/-object) needs rings built with
-# swift-ring-builder, four servers, storage on an xattr-capable file system and the s3api
-# and tempauth middlewares configured; not automated here yet.
-SWIFT_SKIPPED = ("not automated: OpenStack Swift with s3api needs rings, account/container/"
-                 "object/proxy servers and xattr storage set up; FACTS.md has figures measured "
-                 "by hand (4 KiB GET/PUT 0.5k/0.24k ops/s, 64 MiB GET 0.3 GB/s, LIST 23k keys/s)")
 
 
 def target_check(figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -1099,9 +1109,19 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
         skipped["nginx"] = str(e)
         peer_info["nginx"] = {"skipped": str(e)}
         log(f"nginx skipped: {e}")
-    skipped["swift"] = SWIFT_SKIPPED
-    peer_info["swift"] = {"skipped": SWIFT_SKIPPED}
-    for t in (sb, moto):
+    swift: Target | None = None
+    try:
+        log("starting swift")
+        peer = start_swift(data)
+        servers.append(cast(Server, peer))  # SwiftPeer has Server's surface
+        peer_info["swift"] = peer.info
+        swift = Target("swift", cast(Server, peer),
+                       _s3_client(peer.endpoint, peer.access_key, peer.secret_key))
+    except (LookupError, RuntimeError, OSError, subprocess.SubprocessError) as e:
+        skipped["swift"] = str(e)
+        peer_info["swift"] = {"skipped": str(e)}
+        log(f"swift skipped: {e}")
+    for t in (sb, moto, swift):
         if t is not None:
             t.s3.create_bucket(Bucket=BUCKET)
     figures: dict[str, Any] = {}
@@ -1114,7 +1134,7 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
         if not load.wrk:
             skipped["wrk"] = "wrk not installed (apt-get install wrk): small ops use aiohttp"
         run = Run(sz, rounds, work, sb, moto, ngx, skipped, load, Meter(),
-                  Profiler(profile, work, sb_srv))
+                  Profiler(profile, work, sb_srv), swift=swift)
         for name, coro in [("small", lambda: bench_small(run)), ("big", lambda: bench_big(run)),
                            ("list", lambda: bench_list(run, session))]:
             t0 = time.perf_counter()
@@ -1142,7 +1162,7 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
         },
         "method": {
             "interleaving": f"in each round every target runs the same step back to back "
-                            f"(samebytes, nginx, moto; A B C A B C ...), {rounds} rounds; values "
+                            f"(samebytes, nginx, moto, swift; A B C D A B C D ...), {rounds} rounds; values "
                             "are medians over rounds; ratio = median(samebytes) / median(limit), "
                             "other_references[*].samebytes_ratio likewise",
             "phase_seconds": sz.phase_s,
@@ -1163,7 +1183,7 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = parser("samebytes S3 door benchmark (beside moto and nginx, interleaved)")
+    p = parser("samebytes S3 door benchmark (beside moto, nginx and Swift, interleaved)")
     p.add_argument("--profile", action="store_true",
                    help="attach py-spy to the samebytes server per figure (perturbs figures)")
     opts = p.parse_args(argv)

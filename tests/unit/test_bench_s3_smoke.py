@@ -2,8 +2,9 @@
 
 No timing thresholds (this machine's speed swings 2-30x within minutes): the test only
 checks that the JSON parses, that every samebytes figure is a positive number, and that
-each peer (moto, nginx) is either measured (positive numbers) or marked skipped with a
-reason, so it passes on a machine without moto or nginx too.
+each peer (moto, nginx, Swift) is either measured (positive numbers) or marked skipped with
+a reason, so it passes on a machine without them too; where Swift's packages are installed
+it must have been measured.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from bench import swift_peer
 
 REPO = Path(__file__).resolve().parents[2]
 FIGURES = {"get_4k", "put_4k", "get_64m", "put_64m", "list"}
@@ -28,21 +31,24 @@ def _positive(x: object) -> bool:
             and math.isfinite(x) and x > 0)
 
 
-@pytest.mark.slow  # ~50 s: starts samebytes, moto and nginx and drives them with wrk
+@pytest.mark.slow  # ~90 s: starts samebytes, moto, nginx and Swift and drives them with wrk
 def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench.s3", "--quick", "--data", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=180,
+        cwd=REPO, capture_output=True, text=True, timeout=400,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     doc = json.loads(proc.stdout)
     assert doc["benchmark"] == "s3"
     skipped = doc["skipped"]
-    for peer in ("moto", "nginx"):
+    for peer in ("moto", "nginx", "swift"):
         info = doc["servers"][peer]
         assert ("skipped" in info) == (peer in skipped), (peer, info, skipped)
         if peer in skipped:
             assert skipped[peer], f"{peer} skipped without a reason"
+
+    if swift_peer.missing() is None:
+        assert "swift" not in skipped, f"Swift is installed but was not measured: {skipped['swift']}"
 
     figures = doc["figures"]
     assert FIGURES <= set(figures), sorted(figures)
@@ -65,6 +71,9 @@ def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
             assert other.split("_")[0] not in skipped, (name, other)
         if "moto" not in skipped and name != "list":
             assert "moto" in fig["other_references"], name
+        if "swift" not in skipped:
+            assert _positive(fig["other_references"]["swift"]["samebytes_ratio"]), name
+            assert _positive(fig["cpu"]["swift"]["server_cpu_cores"]), name
         # The CPU the samebytes server spent is reported beside each figure.
         cpu = fig["cpu"]["samebytes"]
         assert _positive(cpu["server_cpu_cores"]), (name, cpu)
