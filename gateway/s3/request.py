@@ -11,6 +11,7 @@ import email.utils
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from .errors import S3Error
@@ -26,10 +27,17 @@ MAX_USER_METADATA = 2048
 
 def decode_component(raw: str, what: str) -> str:
     """Percent-decode strictly to UTF-8 ('+' stays '+')."""
+    if "%" not in raw and raw.isascii():
+        return raw  # nothing to decode: the common case, and a fifth of a small GET's parsing
     try:
-        return unquote_to_bytes(raw).decode("utf-8")
+        return _strict_decode(raw)
     except UnicodeDecodeError as e:
         raise S3Error("InvalidURI", f"The {what} is not valid UTF-8 once decoded") from e
+
+
+@lru_cache(maxsize=4096)  # credentials, prefixes and keys recur request after request
+def _strict_decode(raw: str) -> str:
+    return unquote_to_bytes(raw).decode("utf-8")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +113,12 @@ def _unsatisfiable(size: int) -> S3Error:
 
 
 def http_date(ns: int) -> str:
-    return email.utils.formatdate(ns / 1e9, usegmt=True)
+    return _http_date(ns // 1_000_000_000)  # whole seconds, as formatdate rounds (floor)
+
+
+@lru_cache(maxsize=4096)  # objects share mtimes to the second; formatdate is slow
+def _http_date(seconds: int) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def parse_http_date(value: str | None) -> datetime | None:
@@ -131,12 +144,16 @@ def check_conditions(headers: Mapping[str, str], etag: str, mtime_ns: int, *,
     """RFC 7232 evaluation of If-Match / If-None-Match / If-(Un)Modified-Since as S3
     applies them; raises NotModified (304) or PreconditionFailed (412).
     prefix="x-amz-copy-source-" for CopyObject's source conditions (412 only)."""
-    # Last-Modified has whole-second resolution on the wire.
-    mtime = datetime.fromtimestamp(mtime_ns // 1_000_000_000, timezone.utc)
     if_match = headers.get(prefix + "if-match")
     if_none = headers.get(prefix + "if-none-match")
-    since = parse_http_date(headers.get(prefix + "if-modified-since"))
-    unmod = parse_http_date(headers.get(prefix + "if-unmodified-since"))
+    since_raw = headers.get(prefix + "if-modified-since")
+    unmod_raw = headers.get(prefix + "if-unmodified-since")
+    if if_match is None and if_none is None and since_raw is None and unmod_raw is None:
+        return  # the usual request: nothing to evaluate
+    # Last-Modified has whole-second resolution on the wire.
+    mtime = datetime.fromtimestamp(mtime_ns // 1_000_000_000, timezone.utc)
+    since = parse_http_date(since_raw)
+    unmod = parse_http_date(unmod_raw)
     if if_match is not None:
         if not _etag_matches(if_match, etag):
             raise S3Error("PreconditionFailed", "At least one of the preconditions you specified did not hold",

@@ -75,6 +75,29 @@ class ObjectRead:
             return _empty()
         return data.stream(self.chunks, self.plan, start, end)
 
+    def inline_bytes(self, start: int, end: int) -> bytes | None:
+        """The bytes [start, end) when the snapshot already holds all of them (inline
+        extents, whose checksums were verified when read, and holes), else None: a
+        small object is then served without a chunk fetch or a stream."""
+        end = min(end, self.inode.size)
+        if self.plan is None or start >= end:
+            return b""
+        out: list[bytes] = []
+        at = start
+        for e in self.plan.extents:
+            if e.offset + e.length <= start or e.offset >= end:
+                continue
+            if e.data is None:
+                return None
+            if e.offset > at:
+                out.append(bytes(e.offset - at))
+            hi = min(e.offset + e.length, end)
+            out.append(e.data[at - e.offset:hi - e.offset] if at > e.offset else e.data[:hi - e.offset])
+            at = hi
+        if at < end:
+            out.append(bytes(end - at))
+        return out[0] if len(out) == 1 else b"".join(out)
+
 
 async def _empty() -> AsyncIterator[bytes]:
     return
