@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
+from . import sigv4
 from .errors import S3Error
 
 # System metadata S3 stores and returns as headers.
@@ -65,16 +66,16 @@ def split_target(raw_path: str, host: str, domain: str | None) -> Target:
 
 def parse_query(raw_query: str) -> dict[str, str]:
     """First value of each parameter, decoded ('+' stays '+', as SigV4 signs it)."""
+    return decode_query(sigv4.query_pairs(raw_query))
+
+
+def decode_query(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """parse_query over pairs already split (sigv4.query_pairs)."""
     out: dict[str, str] = {}
-    if not raw_query:
-        return out
-    for part in raw_query.split("&"):
-        if not part:
-            continue
-        k, _, v = part.partition("=")
-        name = decode_component(k, "query")
+    for k, v in pairs:
+        name = k if "%" not in k and k.isascii() else decode_component(k, "query")
         if name not in out:
-            out[name] = decode_component(v, "query")
+            out[name] = v if "%" not in v and v.isascii() else decode_component(v, "query")
     return out
 
 

@@ -47,6 +47,9 @@ _SPACES = re.compile(r"[ \t]+")
 # Query parameters of a presigned URL; X-Amz-Signature is the one left out of the canonical query.
 _Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP = "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires"
 _Q_SH, _Q_SIG, _Q_SHA = "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Content-Sha256"
+_AUTH_PARAMS = frozenset((_Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP, _Q_SH, _Q_SIG, _Q_SHA))
+_EXPIRES = re.compile(r"[0-9]{1,9}")
+_DAY = re.compile(r"[0-9]{8}")
 
 
 class AuthError(Exception):
@@ -66,6 +69,11 @@ class Request:
     raw_path: str                 # percent-encoded as sent, without '?query'
     raw_query: str                # as sent, without '?'
     headers: Mapping[str, str]    # lower-case names, repeated headers joined with ','
+    # query_pairs(raw_query), when the caller split it already (the door does, once).
+    pairs: list[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        return self.pairs if self.pairs is not None else query_pairs(self.raw_query)
 
 
 @dataclass(frozen=True)
@@ -110,8 +118,18 @@ def _utf8(s: str) -> bytes:
         return s.encode("utf-8", "surrogatepass")
 
 
-@lru_cache(maxsize=8192)  # the same segments, dates and credentials recur request after request
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+_UNRESERVED_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def _aws_quote(raw: str) -> str:
+    if _UNRESERVED.fullmatch(raw):
+        return raw  # already canonical: signatures, dates, most names and values
+    return _aws_quote_escaped(raw)
+
+
+@lru_cache(maxsize=8192)  # the same segments and credentials recur request after request
+def _aws_quote_escaped(raw: str) -> str:
     # Decode to bytes first ('+' stays '+', a stray '%' stays a literal '%', as in
     # urllib and in the door's key decoder), then encode all but A-Za-z0-9-_.~ as %XX.
     return quote(unquote_to_bytes(_utf8(raw)), safe="-_.~")
@@ -127,14 +145,14 @@ def _wire_text(value: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
+def query_pairs(raw_query: str) -> list[tuple[str, str]]:
     """(key, value) pairs of the raw query, still encoded; empty parts are skipped."""
-    pairs = []
-    for part in raw_query.split("&"):
-        if part:
-            k, _, v = part.partition("=")
-            pairs.append((k, v))
-    return pairs
+    if not raw_query:
+        return []
+    return [(k, v) for k, _, v in (part.partition("=") for part in raw_query.split("&") if part)]
+
+
+_query_pairs = query_pairs
 
 
 def _decode(raw: str) -> str:
@@ -170,12 +188,14 @@ def parse(req: Request) -> Auth | None:
     """The signature claim of a request, not yet verified; None for an anonymous request."""
     headers = req.headers
     authorization = headers.get("authorization")
-    query = {}
-    for k, v in _query_pairs(req.raw_query):
-        name = _decode(k)
-        if name in query and name in (_Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP, _Q_SH, _Q_SIG, _Q_SHA):
-            raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
-        query.setdefault(name, _decode(v))
+    query: dict[str, str] = {}
+    for k, v in req.query_pairs():
+        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
+        if name in query:
+            if name in _AUTH_PARAMS:
+                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
+            continue
+        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
     presigned = any(k in query for k in (_Q_ALG, _Q_CRED, _Q_SIG))
     if authorization is not None and presigned:
         raise AuthError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
@@ -207,7 +227,7 @@ def _clip(value: str) -> str:
 @lru_cache(maxsize=1024)  # pure; one credential per identity and day recurs
 def _parse_credential(value: str, malformed: type[_Malformed]) -> Credential:
     parts = value.rsplit("/", 4)  # from the right: the access key is the only free-form part
-    if (len(parts) != 5 or not parts[0] or not re.fullmatch(r"[0-9]{8}", parts[1])
+    if (len(parts) != 5 or not parts[0] or not _DAY.fullmatch(parts[1])
             or not parts[2] or not parts[3] or parts[4] != "aws4_request"):
         raise malformed(f"the Credential is mal-formed; expecting "
                         f"\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\", got {_clip(value)}")
@@ -301,7 +321,7 @@ def _parse_query(query: Mapping[str, str]) -> Auth:
         raise AuthError("AuthorizationQueryParametersError",
                         "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     exp = query[_Q_EXP]
-    if not re.fullmatch(r"[0-9]{1,9}", exp):
+    if not _EXPIRES.fullmatch(exp):
         raise AuthError("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
     # Presigned URLs carry no payload hash unless the signer put one in the query (MinIO's rule).
     payload = query.get(_Q_SHA, UNSIGNED)
@@ -317,14 +337,21 @@ def _parse_query(query: Mapping[str, str]) -> Auth:
 
 def canonical_request(req: Request, auth: Auth) -> str:
     """The SigV4 canonical request for S3 (no path normalisation, single encoding)."""
-    uri = "/".join(_aws_quote(seg) for seg in req.raw_path.split("/")) if req.raw_path else "/"
+    raw_path = req.raw_path
+    if not raw_path:
+        uri = "/"
+    elif _UNRESERVED_PATH.fullmatch(raw_path):
+        uri = raw_path  # every segment canonical already
+    else:
+        uri = "/".join([_aws_quote(seg) for seg in raw_path.split("/")])
     pairs = []
-    for k, v in _query_pairs(req.raw_query):
+    for k, v in req.query_pairs():
         key = _aws_quote(k)
         if auth.presigned and key == _Q_SIG:
             continue
         pairs.append((key, _aws_quote(v)))
-    query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
+    pairs.sort()
+    query = "&".join([f"{k}={v}" for k, v in pairs])
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
     lines = []
     for name in auth.signed_headers:

@@ -114,8 +114,8 @@ class ObjectOps(Core):
     # -- buckets ---------------------------------------------------------------------
 
     def _bucket(self, txn: Txn, bucket: str) -> Inode:
-        found = ns.lookup(txn, ROOT_INO, bucket.encode())
-        if found is None or not found[1].endswith(b"/"):
+        found = ns.lookup_as(txn, ROOT_INO, bucket.encode(), True)  # a bucket is a directory
+        if found is None:
             raise NoSuchBucket(f"no bucket {bucket!r}")
         return self._inode(txn, found[0])
 
@@ -213,14 +213,13 @@ class ObjectOps(Core):
         cur = b
         for seg in segs:
             check(caller, cur, X)
-            found = ns.lookup(txn, cur.ino, seg)
+            # Only a directory continues the path (a file there means no such key).
+            found = ns.lookup_as(txn, cur.ino, seg, True)
             if found is None:
                 raise NotFound("no such key")
-            child, sname, seq = found
-            if not sname.endswith(b"/"):
-                raise NotFound("no such key")  # a file where the key needs a directory
+            child, seq = found
             cur = self._inode(txn, child)
-            chain.append((cur, seg, sname, seq))
+            chain.append((cur, seg, seg + b"/", seq))
         check(caller, cur, X)
         return chain
 
@@ -372,13 +371,13 @@ class ObjectOps(Core):
                 key: str | bytes) -> tuple[Inode, list[tuple[Inode, bytes, bytes, int]], bytes, int]:
         segs, is_dir = split_key(key)
         chain = self._walk(txn, caller, bucket, segs[:-1])
-        found = ns.lookup(txn, chain[-1][0].ino, segs[-1])
-        if found is None or found[1].endswith(b"/") != is_dir:
-            raise NotFound("no such key")
+        found = ns.lookup_as(txn, chain[-1][0].ino, segs[-1], is_dir)
+        if found is None:
+            raise NotFound("no such key")  # absent, or there only in the other form
         inode = self._inode(txn, found[0])
         if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
             raise NotFound("no such key")  # a folder that is only a prefix, not a key
-        return inode, chain, found[1], found[2]
+        return inode, chain, segs[-1] + b"/" if is_dir else segs[-1], found[1]
 
     async def stat_object(self, caller: Caller, bucket: str, key: str | bytes) -> Inode:
         def op(txn: Txn) -> Inode:
