@@ -21,7 +21,7 @@ import email.utils
 import hashlib
 import hmac
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -83,7 +83,7 @@ class Credential:
     region: str
     service: str
 
-    @property
+    @cached_property  # credentials are cached per value (_parse_credential): computed once
     def scope(self) -> str:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
 
@@ -379,9 +379,13 @@ def _sign(key: bytes, text: str) -> str:
     return hmac.digest(key, _utf8(text), "sha256").hex()
 
 
+_SKEW = timedelta(minutes=15)
+_SKEW_S = int(_SKEW.total_seconds())
+_PRESIGN = timedelta(days=7)
+
+
 def verify(req: Request, auth: Auth, secret_key: str, now: datetime, *,
-           max_skew: timedelta = timedelta(minutes=15),
-           max_presign: timedelta = timedelta(days=7)) -> Verified:
+           max_skew: timedelta = _SKEW, max_presign: timedelta = _PRESIGN) -> Verified:
     """Check the claim `parse` returned against the secret; raise AuthError or return the
     key material the door needs for a streaming body."""
     cred = auth.credential
@@ -398,10 +402,11 @@ def verify(req: Request, auth: Auth, secret_key: str, now: datetime, *,
     if not _valid_amz_date(auth.amz_date):
         raise AuthError(bad, f"the request date {_clip(auth.amz_date)} is not yyyyMMdd'T'HHmmss'Z'")
     t_req = _epoch(auth.amz_date)
-    skew = int(max_skew.total_seconds())
+    skew = _SKEW_S if max_skew is _SKEW else int(max_skew.total_seconds())
     if auth.presigned:
         expires = auth.expires or 0
-        if not 1 <= expires <= min(MAX_EXPIRES, int(max_presign.total_seconds())):
+        longest = MAX_EXPIRES if max_presign is _PRESIGN else min(MAX_EXPIRES, int(max_presign.total_seconds()))
+        if not 1 <= expires <= longest:
             raise AuthError("AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week "
                             "(in seconds) that is 604800 and at least 1")
         if t_now > t_req + expires:
@@ -432,9 +437,11 @@ def _check_amz_headers_signed(req: Request, auth: Auth) -> None:
     # holds a signed request or a presigned URL (x-amz-copy-source, x-amz-acl, ...).
     # x-amz-date and x-amz-content-sha256 are bound through the string to sign anyway.
     exempt = () if auth.presigned else ("x-amz-date", "x-amz-content-sha256")
-    unsigned = sorted(n for n in req.headers if n.lower().startswith("x-amz-")
-                      and n.lower() not in auth.signed_headers and n.lower() not in exempt)
+    signed = auth.signed_headers
+    unsigned = [n for n in req.headers if n[:6].lower() == "x-amz-"
+                and n.lower() not in signed and n.lower() not in exempt]
     if unsigned:
+        unsigned.sort()
         raise AuthError("AccessDenied", "There were headers present in the request which were not signed",
                         {"HeadersNotSigned": ", ".join(unsigned)})
 
