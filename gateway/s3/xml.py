@@ -356,7 +356,8 @@ def _contents(w: _W, entries: Iterable[ObjectEntry], url: bool, owners: bool) ->
     # same output as w.key/w.time/w.el/w.num in this order.
     out = w.out
     for e in entries:
-        key = escape(url_encode(e.key) if url else e.key)
+        # url_encode's output is ASCII letters, digits, '-_.*/+' and %XX: nothing to escape.
+        key = url_encode(e.key) if url else escape(e.key)
         if (not owners and e.checksum_type is None and e.storage_class == "STANDARD"
                 and type(e.last_modified) is int and e.size is not None and e.etag
                 and _HEX_ETAG.match(e.etag)):
