@@ -355,21 +355,21 @@ def _contents(w: _W, entries: Iterable[ObjectEntry], url: bool, owners: bool) ->
     # One string per entry (the generic element writer cost a fifth of a listing's CPU);
     # same output as w.key/w.time/w.el/w.num in this order.
     out = w.out
+    hex_etag = _HEX_ETAG.match
     for e in entries:
+        k, modified, etag, size, storage, _, _, alg, ctype = e
         # url_encode's output is ASCII letters, digits, '-_.*/+' and %XX: nothing to escape.
-        key = url_encode(e.key) if url else escape(e.key)
-        if (not owners and e.checksum_type is None and e.storage_class == "STANDARD"
-                and type(e.last_modified) is int and e.size is not None and e.etag
-                and _HEX_ETAG.match(e.etag)):
+        key = url_encode(k) if url else escape(k)
+        if (ctype is None and not owners and storage == "STANDARD" and type(modified) is int
+                and size is not None and etag and hex_etag(etag)):
             # The usual entry as one string; the same text the general path writes.
-            second, ns = divmod(e.last_modified, 1_000_000_000)
-            alg = e.checksum_algorithm
+            second, ns = divmod(modified, 1_000_000_000)
             out.append(
                 f"<Contents><Key>{key}</Key><LastModified>{_utc_second(second)}."
-                f"{ns // 1_000_000:03d}Z</LastModified><ETag>&quot;{e.etag}&quot;</ETag>"
+                f"{ns // 1_000_000:03d}Z</LastModified><ETag>&quot;{etag}&quot;</ETag>"
                 + ("" if alg is None else f"<ChecksumAlgorithm>{escape(alg)}</ChecksumAlgorithm>"
                    if alg else "<ChecksumAlgorithm></ChecksumAlgorithm>")
-                + f"<Size>{int(e.size)}</Size><StorageClass>STANDARD</StorageClass></Contents>")
+                + f"<Size>{int(size)}</Size><StorageClass>STANDARD</StorageClass></Contents>")
             continue
         s = [f"<Contents><Key>{key}</Key>" if key else "<Contents><Key></Key>"]
         if e.last_modified is not None:
