@@ -32,7 +32,7 @@ def decode_component(raw: str, what: str) -> str:
         return raw  # nothing to decode: the common case, and a fifth of a small GET's parsing
     try:
         return _strict_decode(raw)
-    except UnicodeDecodeError as e:
+    except UnicodeError as e:  # bad UTF-8 once decoded, or undecodable bytes in the raw text
         raise S3Error("InvalidURI", f"The {what} is not valid UTF-8 once decoded") from e
 
 
@@ -114,7 +114,13 @@ def _unsatisfiable(size: int) -> S3Error:
 
 
 def http_date(ns: int) -> str:
-    return _http_date(ns // 1_000_000_000)  # whole seconds, as formatdate rounds (floor)
+    second, frac = divmod(ns, 1_000_000_000)
+    # formatdate(ns / 1e9) rounds the float to microseconds before it drops the fraction;
+    # away from a second's edges (and before 2106, where the float is finer than a
+    # microsecond) that is the same second, and the text can be cached per second.
+    if 2_000 <= frac <= 999_998_000 and 0 <= second < 1 << 32:
+        return _http_date(second)
+    return email.utils.formatdate(ns / 1e9, usegmt=True)
 
 
 @lru_cache(maxsize=4096)  # objects share mtimes to the second; formatdate is slow
