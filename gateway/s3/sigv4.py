@@ -48,6 +48,7 @@ _SPACES = re.compile(r"[ \t]+")
 _Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP = "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires"
 _Q_SH, _Q_SIG, _Q_SHA = "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Content-Sha256"
 _AUTH_PARAMS = frozenset((_Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP, _Q_SH, _Q_SIG, _Q_SHA))
+_REQUIRED_PARAMS = _AUTH_PARAMS - {_Q_SHA}
 _EXPIRES = re.compile(r"[0-9]{1,9}")
 _DAY = re.compile(r"[0-9]{8}")
 
@@ -147,9 +148,13 @@ def _wire_text(value: str) -> str:
 
 def query_pairs(raw_query: str) -> list[tuple[str, str]]:
     """(key, value) pairs of the raw query, still encoded; empty parts are skipped."""
-    if not raw_query:
-        return []
-    return [(k, v) for k, _, v in (part.partition("=") for part in raw_query.split("&") if part)]
+    pairs = []
+    if raw_query:
+        for part in raw_query.split("&"):
+            if part:
+                k, _, v = part.partition("=")
+                pairs.append((k, v))
+    return pairs
 
 
 _query_pairs = query_pairs
@@ -308,7 +313,7 @@ def _header_date(headers: Mapping[str, str]) -> str:
 
 def _parse_query(query: Mapping[str, str]) -> Auth:
     required = (_Q_ALG, _Q_CRED, _Q_SIG, _Q_DATE, _Q_SH, _Q_EXP)
-    missing = [k for k in required if k not in query]
+    missing = [] if query.keys() >= _REQUIRED_PARAMS else [k for k in required if k not in query]
     if missing:
         raise AuthError("AuthorizationQueryParametersError",
                         "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
@@ -345,11 +350,13 @@ def canonical_request(req: Request, auth: Auth) -> str:
     else:
         uri = "/".join([_aws_quote(seg) for seg in raw_path.split("/")])
     pairs = []
+    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
+    skip_signature = auth.presigned
     for k, v in req.query_pairs():
-        key = _aws_quote(k)
-        if auth.presigned and key == _Q_SIG:
+        key = k if canonical(k) else _aws_quote_escaped(k)
+        if skip_signature and key == _Q_SIG:
             continue
-        pairs.append((key, _aws_quote(v)))
+        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
     pairs.sort()
     query = "&".join([f"{k}={v}" for k, v in pairs])
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
