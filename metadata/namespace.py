@@ -86,6 +86,13 @@ def lookup(txn: Txn, parent: int, name: bytes) -> tuple[int, bytes, int] | None:
     return None
 
 
+def lookup_as(txn: Txn, parent: int, name: bytes, is_dir: bool) -> tuple[int, int] | None:
+    """(child ino, seq) of name in parent in the one form asked for (a path walk knows
+    which it needs: one get instead of lookup's two for directories)."""
+    raw = txn.get("dirent", dirent_key(parent, name + b"/" if is_dir else name))
+    return decode_dirent(raw) if raw is not None else None
+
+
 def add_entry(txn: Txn, parent: Inode, name: bytes, child: int, is_dir: bool) -> int:
     """Insert name -> child; bumps parent.next_seq (the caller stores parent)."""
     seq = parent.next_seq
@@ -168,8 +175,10 @@ def trash_if_unreferenced(txn: Txn, chunk_id: int, now_ns: int) -> None:
 def extents(txn: Txn, ino: int, start: int = 0, end: int | None = None) -> list[Extent]:
     """The extents covering [start, end), clipped to it, in offset order."""
     out: list[Extent] = []
-    first = txn.floor("extent", extent_key(ino, start))
-    if first is not None and read_u64(first[0]) == ino:
+    # An extent that starts before `start` and reaches into it (none can when start is 0;
+    # one starting exactly at `start` is the range scan's, not decoded twice).
+    first = txn.floor("extent", extent_key(ino, start)) if start > 0 else None
+    if first is not None and read_u64(first[0]) == ino and read_u64(first[0], 8) < start:
         e = decode_extent(read_u64(first[0], 8), first[1])
         if e.offset < start < e.end:
             out.append(e.slice(start, e.end if end is None else min(e.end, end)))

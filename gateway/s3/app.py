@@ -82,8 +82,8 @@ class S3Door:
             if m == "GET":
                 return "ListBuckets"
             raise S3Error("MethodNotAllowed", "The specified method is not allowed against this resource.")
-        for sub, code in NOT_CONFIGURED.items():
-            if sub in q and t.key is None:
+        for sub, code in NOT_CONFIGURED.items() if t.key is None and q else ():
+            if sub in q:
                 if m == "GET":
                     raise S3Error(code, f"The bucket has no {sub} configuration")
                 raise S3Error("NotImplemented", f"Setting the bucket {sub} is not supported")

@@ -103,13 +103,20 @@ def encoding_type(ctx: Ctx) -> str | None:
 def _entries(ctx: Ctx, page: ListPage, fetch_owner: bool) -> list[xml.ObjectEntry]:
     from .objects import object_etag  # objects imports this module
     out = []
+    entry = xml.ObjectEntry
+    oid = oname = alg = None
     for key, inode in page.keys:
-        oid, oname = owner_of(ctx, inode) if fetch_owner else (None, None)
-        algs = list(inode.extra.get("checksums", {}))
-        out.append(xml.ObjectEntry(
-            key=key_str(key), last_modified=inode.mtime_ns, etag=object_etag(inode),
-            size=inode.size if not inode.is_dir else 0, owner_id=oid, owner_name=oname,
-            checksum_algorithm=algs[0] if algs else None))
+        if fetch_owner:
+            oid, oname = owner_of(ctx, inode)
+        sums = inode.extra.get("checksums") if inode.extra else None
+        alg = next(iter(sums)) if sums else None
+        try:
+            name = key.decode()
+        except UnicodeDecodeError:
+            name = key_str(key)
+        out.append(entry(name, inode.mtime_ns, object_etag(inode),
+                         0 if inode.mode & 0o170000 == 0o040000 else inode.size,
+                         "STANDARD", oid, oname, alg))
     return out
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..vfs import Caller
 from . import sigv4
 from .errors import S3Error
-from .request import Target, parse_query, split_target
+from .request import Target, decode_query, split_target
 
 if TYPE_CHECKING:
     from .app import S3Door
@@ -41,6 +41,7 @@ class Ctx:
     raw_query: str
     query: dict[str, str]
     target: Target
+    pairs: list[tuple[str, str]]     # the raw query split once, for SigV4
     caller: Caller = ANONYMOUS
     access_key: str | None = None
     verified: sigv4.Verified | None = None
@@ -63,7 +64,7 @@ class Ctx:
         return self.access_key is None
 
     def sigv4_request(self) -> sigv4.Request:
-        return sigv4.Request(self.request.method, self.raw_path, self.raw_query, self.headers)
+        return sigv4.Request(self.request.method, self.raw_path, self.raw_query, self.headers, self.pairs)
 
 
 def build_ctx(door: S3Door, request: web.Request) -> Ctx:
@@ -75,7 +76,8 @@ def build_ctx(door: S3Door, request: web.Request) -> Ctx:
     raw = request.raw_path
     raw_path, _, raw_query = raw.partition("?")
     target = split_target(raw_path, headers.get("host", ""), door.domain)
-    return Ctx(door, request, headers, raw_path, raw_query, parse_query(raw_query), target)
+    pairs = sigv4.query_pairs(raw_query)
+    return Ctx(door, request, headers, raw_path, raw_query, decode_query(pairs), target, pairs)
 
 
 def now() -> datetime:

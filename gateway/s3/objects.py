@@ -105,22 +105,24 @@ async def put_object(ctx: Ctx) -> web.StreamResponse:
     return web.Response(status=200, headers=headers)
 
 
-def _object_headers(ctx: Ctx, inode: Inode, xattrs: dict[bytes, bytes]) -> dict[str, str]:
+def _object_headers(ctx: Ctx, inode: Inode, xattrs: dict[bytes, bytes], etag: str) -> dict[str, str]:
     h = {
-        "ETag": quote_etag(object_etag(inode)),
+        "ETag": f'"{etag}"',
         "Last-Modified": http_date(inode.mtime_ns),
         "Content-Type": inode.content_type or DEFAULT_TYPE,
         "Accept-Ranges": "bytes",
         # Set here, not after the handler: a streamed body's headers are sent before it returns.
         "x-amz-request-id": ctx.request_id,
     }
-    for name, value in inode.extra.get("headers", {}).items():
-        h[name.title()] = value
+    extra = inode.extra
+    if extra:
+        for name, value in extra.get("headers", {}).items():
+            h[name.title()] = value
+        if extra.get("tags"):
+            h["x-amz-tagging-count"] = str(len(extra["tags"]))
     for name, value in xattrs.items():
         if name.startswith(XATTR_META):
             h[META_PREFIX + name[len(XATTR_META):].decode("latin-1")] = value.decode("latin-1")
-    if inode.extra.get("tags"):
-        h["x-amz-tagging-count"] = str(len(inode.extra["tags"]))
     return h
 
 
@@ -129,12 +131,14 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     head = ctx.request.method == "HEAD"
     opened = await fs.get_object(ctx.caller, ctx.bucket, ctx.key)
     inode = opened.inode
-    check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
-    headers = _object_headers(ctx, inode, opened.xattrs)
+    etag = object_etag(inode)
+    check_conditions(ctx.headers, etag, inode.mtime_ns)
+    headers = _object_headers(ctx, inode, opened.xattrs, etag)
     size = inode.size
     status = 200
     start, end = 0, size
-    part = ctx.query.get("partNumber")
+    query = ctx.query
+    part = query.get("partNumber")
     if part is not None:
         if "range" in ctx.headers:
             raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter")
@@ -148,25 +152,28 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
             headers["x-amz-mp-parts-count"] = str(len(parts))
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    else:
-        rng = parse_range(ctx.headers.get("range"), size)
+    elif "range" in ctx.headers:
+        rng = parse_range(ctx.headers["range"], size)
         if rng is not None:
             start, end = rng
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     # A full-object checksum describes the whole body only: never on a partial one.
-    if ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED" and status == 200:
+    if status == 200 and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.update(_checksum_headers(inode))
-    for param, header in RESPONSE_OVERRIDES.items():
-        if param in ctx.query:
-            headers[header] = ctx.query[param]
+    if query:
+        for param, header in RESPONSE_OVERRIDES.items():
+            if param in query:
+                headers[header] = query[param]
     headers["Content-Length"] = str(end - start)
     if head:
         return web.Response(status=status, headers=headers)
     if end - start <= SMALL_BODY:
         # Headers and body in one write (StreamResponse sends them separately: two
         # syscalls, a third of a 4 KiB GET's server time in the profile).
-        body = b"".join([piece async for piece in opened.stream(start, end)])
+        body = opened.inline_bytes(start, end)
+        if body is None:
+            body = b"".join([piece async for piece in opened.stream(start, end)])
         return web.Response(status=status, headers=headers, body=body)
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = end - start

@@ -21,7 +21,7 @@ import email.utils
 import hashlib
 import hmac
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -47,6 +47,10 @@ _SPACES = re.compile(r"[ \t]+")
 # Query parameters of a presigned URL; X-Amz-Signature is the one left out of the canonical query.
 _Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP = "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires"
 _Q_SH, _Q_SIG, _Q_SHA = "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Content-Sha256"
+_AUTH_PARAMS = frozenset((_Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP, _Q_SH, _Q_SIG, _Q_SHA))
+_REQUIRED_PARAMS = _AUTH_PARAMS - {_Q_SHA}
+_EXPIRES = re.compile(r"[0-9]{1,9}")
+_DAY = re.compile(r"[0-9]{8}")
 
 
 class AuthError(Exception):
@@ -66,6 +70,11 @@ class Request:
     raw_path: str                 # percent-encoded as sent, without '?query'
     raw_query: str                # as sent, without '?'
     headers: Mapping[str, str]    # lower-case names, repeated headers joined with ','
+    # query_pairs(raw_query), when the caller split it already (the door does, once).
+    pairs: list[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        return self.pairs if self.pairs is not None else query_pairs(self.raw_query)
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class Credential:
     region: str
     service: str
 
-    @property
+    @cached_property  # credentials are cached per value (_parse_credential): computed once
     def scope(self) -> str:
         return f"{self.date}/{self.region}/{self.service}/aws4_request"
 
@@ -110,8 +119,18 @@ def _utf8(s: str) -> bytes:
         return s.encode("utf-8", "surrogatepass")
 
 
-@lru_cache(maxsize=8192)  # the same segments, dates and credentials recur request after request
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*")
+_UNRESERVED_PATH = re.compile(r"[A-Za-z0-9._~/-]*")
+
+
 def _aws_quote(raw: str) -> str:
+    if _UNRESERVED.fullmatch(raw):
+        return raw  # already canonical: signatures, dates, most names and values
+    return _aws_quote_escaped(raw)
+
+
+@lru_cache(maxsize=8192)  # the same segments and credentials recur request after request
+def _aws_quote_escaped(raw: str) -> str:
     # Decode to bytes first ('+' stays '+', a stray '%' stays a literal '%', as in
     # urllib and in the door's key decoder), then encode all but A-Za-z0-9-_.~ as %XX.
     return quote(unquote_to_bytes(_utf8(raw)), safe="-_.~")
@@ -127,17 +146,28 @@ def _wire_text(value: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
+def query_pairs(raw_query: str) -> list[tuple[str, str]]:
     """(key, value) pairs of the raw query, still encoded; empty parts are skipped."""
     pairs = []
-    for part in raw_query.split("&"):
-        if part:
-            k, _, v = part.partition("=")
-            pairs.append((k, v))
+    if raw_query:
+        for part in raw_query.split("&"):
+            if part:
+                k, _, v = part.partition("=")
+                pairs.append((k, v))
     return pairs
 
 
+_query_pairs = query_pairs
+
+
 def _decode(raw: str) -> str:
+    if "%" not in raw and raw.isascii():
+        return raw  # signatures, dates, SignedHeaders: nothing to decode
+    return _decode_escaped(raw)
+
+
+@lru_cache(maxsize=1024)  # the credential (the one escaped parameter) recurs
+def _decode_escaped(raw: str) -> str:
     return unquote_to_bytes(_utf8(raw)).decode("utf-8", "replace")
 
 
@@ -163,12 +193,14 @@ def parse(req: Request) -> Auth | None:
     """The signature claim of a request, not yet verified; None for an anonymous request."""
     headers = req.headers
     authorization = headers.get("authorization")
-    query = {}
-    for k, v in _query_pairs(req.raw_query):
-        name = _decode(k)
-        if name in query and name in (_Q_ALG, _Q_CRED, _Q_DATE, _Q_EXP, _Q_SH, _Q_SIG, _Q_SHA):
-            raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
-        query.setdefault(name, _decode(v))
+    query: dict[str, str] = {}
+    for k, v in req.query_pairs():
+        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
+        if name in query:
+            if name in _AUTH_PARAMS:
+                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
+            continue
+        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
     presigned = any(k in query for k in (_Q_ALG, _Q_CRED, _Q_SIG))
     if authorization is not None and presigned:
         raise AuthError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
@@ -197,15 +229,17 @@ def _clip(value: str) -> str:
     return repr(value if len(value) <= 80 else value[:80] + "...")  # client text echoed in errors
 
 
+@lru_cache(maxsize=1024)  # pure; one credential per identity and day recurs
 def _parse_credential(value: str, malformed: type[_Malformed]) -> Credential:
     parts = value.rsplit("/", 4)  # from the right: the access key is the only free-form part
-    if (len(parts) != 5 or not parts[0] or not re.fullmatch(r"[0-9]{8}", parts[1])
+    if (len(parts) != 5 or not parts[0] or not _DAY.fullmatch(parts[1])
             or not parts[2] or not parts[3] or parts[4] != "aws4_request"):
         raise malformed(f"the Credential is mal-formed; expecting "
                         f"\"<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request\", got {_clip(value)}")
     return Credential(parts[0], parts[1], parts[2], parts[3])
 
 
+@lru_cache(maxsize=1024)  # pure; clients send a handful of distinct lists
 def _parse_signed_headers(value: str, malformed: type[_Malformed]) -> tuple[str, ...]:
     names = tuple(value.split(";"))
     if not value or not all(_HEADER_NAME.fullmatch(n) for n in names) or len(set(names)) != len(names):
@@ -279,7 +313,7 @@ def _header_date(headers: Mapping[str, str]) -> str:
 
 def _parse_query(query: Mapping[str, str]) -> Auth:
     required = (_Q_ALG, _Q_CRED, _Q_SIG, _Q_DATE, _Q_SH, _Q_EXP)
-    missing = [k for k in required if k not in query]
+    missing = [] if query.keys() >= _REQUIRED_PARAMS else [k for k in required if k not in query]
     if missing:
         raise AuthError("AuthorizationQueryParametersError",
                         "Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, "
@@ -292,7 +326,7 @@ def _parse_query(query: Mapping[str, str]) -> Auth:
         raise AuthError("AuthorizationQueryParametersError",
                         "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"")
     exp = query[_Q_EXP]
-    if not re.fullmatch(r"[0-9]{1,9}", exp):
+    if not _EXPIRES.fullmatch(exp):
         raise AuthError("AuthorizationQueryParametersError", "X-Amz-Expires should be a number")
     # Presigned URLs carry no payload hash unless the signer put one in the query (MinIO's rule).
     payload = query.get(_Q_SHA, UNSIGNED)
@@ -308,14 +342,23 @@ def _parse_query(query: Mapping[str, str]) -> Auth:
 
 def canonical_request(req: Request, auth: Auth) -> str:
     """The SigV4 canonical request for S3 (no path normalisation, single encoding)."""
-    uri = "/".join(_aws_quote(seg) for seg in req.raw_path.split("/")) if req.raw_path else "/"
+    raw_path = req.raw_path
+    if not raw_path:
+        uri = "/"
+    elif _UNRESERVED_PATH.fullmatch(raw_path):
+        uri = raw_path  # every segment canonical already
+    else:
+        uri = "/".join([_aws_quote(seg) for seg in raw_path.split("/")])
     pairs = []
-    for k, v in _query_pairs(req.raw_query):
-        key = _aws_quote(k)
-        if auth.presigned and key == _Q_SIG:
+    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
+    skip_signature = auth.presigned
+    for k, v in req.query_pairs():
+        key = k if canonical(k) else _aws_quote_escaped(k)
+        if skip_signature and key == _Q_SIG:
             continue
-        pairs.append((key, _aws_quote(v)))
-    query = "&".join(f"{k}={v}" for k, v in sorted(pairs))
+        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
+    pairs.sort()
+    query = "&".join([f"{k}={v}" for k, v in pairs])
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
     lines = []
     for name in auth.signed_headers:
@@ -339,12 +382,17 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
 
 
 def _sign(key: bytes, text: str) -> str:
-    return hmac.new(key, _utf8(text), hashlib.sha256).hexdigest()
+    # hmac.digest: OpenSSL's one-shot HMAC, a fraction of hmac.new()'s Python-level cost.
+    return hmac.digest(key, _utf8(text), "sha256").hex()
+
+
+_SKEW = timedelta(minutes=15)
+_SKEW_S = int(_SKEW.total_seconds())
+_PRESIGN = timedelta(days=7)
 
 
 def verify(req: Request, auth: Auth, secret_key: str, now: datetime, *,
-           max_skew: timedelta = timedelta(minutes=15),
-           max_presign: timedelta = timedelta(days=7)) -> Verified:
+           max_skew: timedelta = _SKEW, max_presign: timedelta = _PRESIGN) -> Verified:
     """Check the claim `parse` returned against the secret; raise AuthError or return the
     key material the door needs for a streaming body."""
     cred = auth.credential
@@ -361,10 +409,11 @@ def verify(req: Request, auth: Auth, secret_key: str, now: datetime, *,
     if not _valid_amz_date(auth.amz_date):
         raise AuthError(bad, f"the request date {_clip(auth.amz_date)} is not yyyyMMdd'T'HHmmss'Z'")
     t_req = _epoch(auth.amz_date)
-    skew = int(max_skew.total_seconds())
+    skew = _SKEW_S if max_skew is _SKEW else int(max_skew.total_seconds())
     if auth.presigned:
         expires = auth.expires or 0
-        if not 1 <= expires <= min(MAX_EXPIRES, int(max_presign.total_seconds())):
+        longest = MAX_EXPIRES if max_presign is _PRESIGN else min(MAX_EXPIRES, int(max_presign.total_seconds()))
+        if not 1 <= expires <= longest:
             raise AuthError("AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week "
                             "(in seconds) that is 604800 and at least 1")
         if t_now > t_req + expires:
@@ -395,9 +444,11 @@ def _check_amz_headers_signed(req: Request, auth: Auth) -> None:
     # holds a signed request or a presigned URL (x-amz-copy-source, x-amz-acl, ...).
     # x-amz-date and x-amz-content-sha256 are bound through the string to sign anyway.
     exempt = () if auth.presigned else ("x-amz-date", "x-amz-content-sha256")
-    unsigned = sorted(n for n in req.headers if n.lower().startswith("x-amz-")
-                      and n.lower() not in auth.signed_headers and n.lower() not in exempt)
+    signed = auth.signed_headers
+    unsigned = [n for n in req.headers if n[:6].lower() == "x-amz-"
+                and n.lower() not in signed and n.lower() not in exempt]
     if unsigned:
+        unsigned.sort()
         raise AuthError("AccessDenied", "There were headers present in the request which were not signed",
                         {"HeadersNotSigned": ", ".join(unsigned)})
 

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 
 
+# Decoded identity records by their stored bytes (see Filesystem.identity).
+_IDENTITIES: dict[bytes, tuple[str, Caller]] = {}
+
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
@@ -705,11 +708,20 @@ class Filesystem(MultipartOps):
 
     def identity(self, access_key: str) -> tuple[str, Caller] | None:
         """(secret key, caller) for an access key, or None."""
-        rec = self._read(lambda txn: ns.get_identity(txn, access_key))
-        if rec is None:
+        raw = self._read(lambda txn: txn.get("identity", access_key.encode()))
+        if raw is None:
             return None
-        groups = frozenset(int(g) for g in rec.get("groups", []))
-        return str(rec["secret"]), Caller(int(rec["uid"]), int(rec["gid"]), groups)
+        # Every S3 request asks: decode each stored record once. Keyed by the record's
+        # bytes, so a changed identity (from any process) is read afresh.
+        found = _IDENTITIES.get(raw)
+        if found is None:
+            rec = ns.decode_json(raw)
+            groups = frozenset(int(g) for g in rec.get("groups", []))
+            found = str(rec["secret"]), Caller(int(rec["uid"]), int(rec["gid"]), groups)
+            if len(_IDENTITIES) >= 1024:
+                _IDENTITIES.clear()
+            _IDENTITIES[raw] = found
+        return found
 
     # -- whole file system -------------------------------------------------------------------------
 

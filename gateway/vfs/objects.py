@@ -75,6 +75,29 @@ class ObjectRead:
             return _empty()
         return data.stream(self.chunks, self.plan, start, end)
 
+    def inline_bytes(self, start: int, end: int) -> bytes | None:
+        """The bytes [start, end) when the snapshot already holds all of them (inline
+        extents, whose checksums were verified when read, and holes), else None: a
+        small object is then served without a chunk fetch or a stream."""
+        end = min(end, self.inode.size)
+        if self.plan is None or start >= end:
+            return b""
+        out: list[bytes] = []
+        at = start
+        for e in self.plan.extents:
+            if e.offset + e.length <= start or e.offset >= end:
+                continue
+            if e.data is None:
+                return None
+            if e.offset > at:
+                out.append(bytes(e.offset - at))
+            hi = min(e.offset + e.length, end)
+            out.append(e.data[at - e.offset:hi - e.offset] if at > e.offset else e.data[:hi - e.offset])
+            at = hi
+        if at < end:
+            out.append(bytes(end - at))
+        return out[0] if len(out) == 1 else b"".join(out)
+
 
 async def _empty() -> AsyncIterator[bytes]:
     return
@@ -91,8 +114,8 @@ class ObjectOps(Core):
     # -- buckets ---------------------------------------------------------------------
 
     def _bucket(self, txn: Txn, bucket: str) -> Inode:
-        found = ns.lookup(txn, ROOT_INO, bucket.encode())
-        if found is None or not found[1].endswith(b"/"):
+        found = ns.lookup_as(txn, ROOT_INO, bucket.encode(), True)  # a bucket is a directory
+        if found is None:
             raise NoSuchBucket(f"no bucket {bucket!r}")
         return self._inode(txn, found[0])
 
@@ -190,14 +213,13 @@ class ObjectOps(Core):
         cur = b
         for seg in segs:
             check(caller, cur, X)
-            found = ns.lookup(txn, cur.ino, seg)
+            # Only a directory continues the path (a file there means no such key).
+            found = ns.lookup_as(txn, cur.ino, seg, True)
             if found is None:
                 raise NotFound("no such key")
-            child, sname, seq = found
-            if not sname.endswith(b"/"):
-                raise NotFound("no such key")  # a file where the key needs a directory
+            child, seq = found
             cur = self._inode(txn, child)
-            chain.append((cur, seg, sname, seq))
+            chain.append((cur, seg, seg + b"/", seq))
         check(caller, cur, X)
         return chain
 
@@ -349,13 +371,13 @@ class ObjectOps(Core):
                 key: str | bytes) -> tuple[Inode, list[tuple[Inode, bytes, bytes, int]], bytes, int]:
         segs, is_dir = split_key(key)
         chain = self._walk(txn, caller, bucket, segs[:-1])
-        found = ns.lookup(txn, chain[-1][0].ino, segs[-1])
-        if found is None or found[1].endswith(b"/") != is_dir:
-            raise NotFound("no such key")
+        found = ns.lookup_as(txn, chain[-1][0].ino, segs[-1], is_dir)
+        if found is None:
+            raise NotFound("no such key")  # absent, or there only in the other form
         inode = self._inode(txn, found[0])
         if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
             raise NotFound("no such key")  # a folder that is only a prefix, not a key
-        return inode, chain, found[1], found[2]
+        return inode, chain, segs[-1] + b"/" if is_dir else segs[-1], found[1]
 
     async def stat_object(self, caller: Caller, bucket: str, key: str | bytes) -> Inode:
         def op(txn: Txn) -> Inode:
