@@ -237,13 +237,21 @@ async def test_ranged_get_reads_only_the_covering_blocks(
 ) -> None:
     info = await store.put(9, os.urandom(SIZE))
     reads: list[tuple[int, int]] = []
-    real = os.pread
+    real, real_v = os.pread, os.preadv
 
     def spy(fd: int, n: int, pos: int) -> bytes:
         reads.append((n, pos))
         return real(fd, n, pos)
 
+    def spy_v(fd: int, bufs: list[bytearray], pos: int, flags: int = 0) -> int:
+        # The page-cached path (preadv with RWF_NOWAIT); a miss falls back to pread.
+        n = real_v(fd, bufs, pos, flags)
+        if n == sum(len(b) for b in bufs):
+            reads.append((n, pos))
+        return n
+
     monkeypatch.setattr(os, "pread", spy)
+    monkeypatch.setattr(os, "preadv", spy_v)
     await store.get(info, B + 10, B)  # blocks 1 and 2
     await store.get(info, 3 * B + 1, 5)  # the short last block
     assert reads == [(2 * B, B), (1000, 3 * B)]
