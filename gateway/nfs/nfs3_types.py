@@ -639,7 +639,7 @@ class ReadRes(Result):
     attributes: Fattr3 | None = None
     count: int | None = None
     eof: bool | None = None
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
 
 
 ReadRes.OK_FIELDS = (("attributes", post_op_attr), ("count", uint32), ("eof", boolean),
