@@ -35,10 +35,10 @@ class OpenChunks:
     """A bounded LRU of open chunk files by chunk id."""
 
     def __init__(self, opener: Callable[[int, int], int], close: Callable[[int], None],
-                 limit: int = OPEN_CHUNKS) -> None:
+                 limit: int | None = None) -> None:
         self._opener = opener  # (chunk id, expected size) -> fd; raises ChunkError
         self._close = close
-        self._limit = limit
+        self._limit = OPEN_CHUNKS if limit is None else limit
         self._lock = threading.Lock()
         self._open: OrderedDict[int, OpenChunk] = OrderedDict()
 
@@ -109,7 +109,7 @@ class RecentIds:
     """The last `limit` ids added (a bounded set): add() is True for an id not seen lately."""
 
     def __init__(self, limit: int) -> None:
-        self._limit = limit
+        self._limit = OPEN_CHUNKS if limit is None else limit
         self._ids: OrderedDict[int, None] = OrderedDict()
 
     def add(self, chunk_id: int) -> bool:
