@@ -13,13 +13,25 @@ closed only when its last user lets go, so a number is never closed under a read
 
 from __future__ import annotations
 
+import resource
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
-# Bound on descriptors kept open: 128 chunks are 512 MiB of 4 MiB chunks, far more than
-# the working set of a sequential reader, well under the usual 1024 descriptor limit.
-OPEN_CHUNKS = 128
+# Bound on descriptors kept open: 512 chunks are 2 GiB of 4 MiB chunks, so random
+# readers of files that size keep their descriptors (a 1 GiB file has 256 chunks); never
+# more than a quarter of the process's descriptor limit (sockets need the rest).
+OPEN_CHUNKS = 512
+
+
+def _default_limit() -> int:
+    try:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (OSError, ValueError):
+        return 64
+    if soft == resource.RLIM_INFINITY:
+        return OPEN_CHUNKS
+    return max(16, min(OPEN_CHUNKS, soft // 4))
 
 
 class OpenChunk:
@@ -38,7 +50,7 @@ class OpenChunks:
                  limit: int | None = None) -> None:
         self._opener = opener  # (chunk id, expected size) -> fd; raises ChunkError
         self._close = close
-        self._limit = OPEN_CHUNKS if limit is None else limit
+        self._limit = _default_limit() if limit is None else limit
         self._lock = threading.Lock()
         self._open: OrderedDict[int, OpenChunk] = OrderedDict()
 
@@ -109,7 +121,7 @@ class RecentIds:
     """The last `limit` ids added (a bounded set): add() is True for an id not seen lately."""
 
     def __init__(self, limit: int) -> None:
-        self._limit = OPEN_CHUNKS if limit is None else limit
+        self._limit = _default_limit() if limit is None else limit
         self._ids: OrderedDict[int, None] = OrderedDict()
 
     def add(self, chunk_id: int) -> bool:

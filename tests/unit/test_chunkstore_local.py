@@ -720,7 +720,7 @@ async def test_a_deleted_chunk_is_missing_even_after_it_was_read(store: LocalChu
 async def test_open_chunk_files_are_bounded_and_closed_with_the_store(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import chunkstore.open_chunks as oc
-    monkeypatch.setattr(oc, "OPEN_CHUNKS", 3)
+    monkeypatch.setattr(oc, "_default_limit", lambda: 3)
     s = LocalChunkStore(tmp_path / "chunks", threads=2)
     datas = {i: os.urandom(B + i) for i in range(1, 9)}
     infos = {i: await s.put(i, d) for i, d in datas.items()}
