@@ -36,10 +36,14 @@ from .base import (
     covering_range,
     verify_blocks,
 )
+from .open_chunks import OpenChunks, RecentIds
 
 T = TypeVar("T")
 
 TEMP_PREFIX = ".tmp-"
+# Chunks recently handed to the kernel's read-ahead (prefetch): a sequential reader
+# names the same chunks ahead of it on every read; advise each once.
+ADVISED_IDS = 64
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
@@ -80,6 +84,8 @@ class LocalChunkStore(ChunkStore):
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
         self._closed = False
+        self._fds = OpenChunks(self._open_chunk, _close_quietly)
+        self._advised = RecentIds(ADVISED_IDS)
 
     def path(self, chunk_id: int) -> Path:
         xx, yy = _subdir(chunk_id)
@@ -161,10 +167,38 @@ class LocalChunkStore(ChunkStore):
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
+        if self._closed:
+            raise RuntimeError("LocalChunkStore is closed")
+        # Page-cached bytes of an already open chunk are read and verified right here:
+        # a thread-pool hop costs more than the copy and the xxh3 (FACTS: ~18 GiB/s).
+        fast = self._get_cached(info, first_block, start, end)
+        if fast is not None:
+            return fast
         return await self._run(self._get_sync, info, first_block, start, end)
 
-    def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
+    def _get_cached(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes | None:
+        """The range from the page cache without blocking, or None (not open here, not
+        all cached, or any error: the worker path then reads it again and reports)."""
         cid = info.chunk_id
+        e = self._fds.acquire(cid)
+        if e is None:
+            return None
+        try:
+            pos = first_block * BLOCK_SIZE
+            want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
+            buf = bytearray(want)
+            try:
+                # RWF_NOWAIT: EAGAIN (or a short read) instead of waiting for the disk.
+                n = os.preadv(e.fd, [buf], pos, os.RWF_NOWAIT)
+            except OSError:
+                return None
+            if n != want:
+                return None
+        finally:
+            self._fds.release(e)
+        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+
+    def _open_chunk(self, cid: int, size: int) -> int:
         try:
             fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError as e:
@@ -172,32 +206,64 @@ class LocalChunkStore(ChunkStore):
         except OSError as e:
             raise _os_error(cid, "opening", e) from e
         try:
+            actual = os.fstat(fd).st_size
+        except OSError as e:
+            os.close(fd)
+            raise _os_error(cid, "reading", e) from e
+        # One fstat catches truncation (or growth) before trusting any block.
+        if actual != size:
+            os.close(fd)
+            raise ChunkCorrupt(cid, min(actual, size) // BLOCK_SIZE,
+                               f"file is {actual} bytes, expected {size}")
+        return fd
+
+    def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
+        cid = info.chunk_id
+        e = self._fds.open(cid, info.size)
+        fd = e.fd
+        try:
             try:
-                actual = os.fstat(fd).st_size
-                # One fstat catches truncation (or growth) before trusting any block.
-                if actual != info.size:
-                    raise ChunkCorrupt(cid, min(actual, info.size) // BLOCK_SIZE,
-                                       f"file is {actual} bytes, expected {info.size}")
                 pos = first_block * BLOCK_SIZE
                 want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
                 buf = os.pread(fd, want, pos)
                 # Regular files return short reads only at EOF, but a file truncated
-                # between fstat and pread must not pass as good data.
+                # since it was opened must not pass as good data.
                 while len(buf) < want:
                     more = os.pread(fd, want - len(buf), pos + len(buf))
                     if not more:
+                        self._fds.forget(cid)
                         raise ChunkCorrupt(cid, (pos + len(buf)) // BLOCK_SIZE,
                                            f"file ends at byte {pos + len(buf)}, "
                                            f"expected {info.size}")
                     buf += more
-            except OSError as e:
-                raise _os_error(cid, "reading", e) from e
+            except OSError as exc:
+                raise _os_error(cid, "reading", exc) from exc
         finally:
-            os.close(fd)
-        verify_blocks(cid, buf, first_block, info.sums)
-        if len(buf) == end - start:
-            return buf
-        return buf[start - pos : end - pos]
+            self._fds.release(e)
+        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+
+    def prefetch(self, infos: list[ChunkInfo]) -> None:
+        """Ask the kernel to read these chunks ahead (POSIX_FADV_WILLNEED) so that a
+        sequential reader does not start every chunk file with a synchronous disk read
+        (the kernel's own read-ahead stops at the end of each chunk file)."""
+        if self._closed:
+            return
+        todo = [i for i in infos if self._advised.add(i.chunk_id)]
+        if todo:
+            asyncio.get_running_loop().run_in_executor(self._pool, self._willneed_sync, todo)
+
+    def _willneed_sync(self, infos: list[ChunkInfo]) -> None:
+        for info in infos:
+            try:
+                e = self._fds.open(info.chunk_id, info.size)
+            except ChunkError:
+                continue  # the read itself will report it
+            try:
+                os.posix_fadvise(e.fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass  # only a hint
+            finally:
+                self._fds.release(e)
 
     # --- the rest --------------------------------------------------------------------
 
@@ -205,6 +271,7 @@ class LocalChunkStore(ChunkStore):
         await self._run(self._delete_sync, chunk_id)
 
     def _delete_sync(self, chunk_id: int) -> None:
+        self._fds.forget(chunk_id)
         # No directory fsync: a delete undone by a crash leaves an unreferenced chunk, which
         # the collector finds again. Paying an fsync per delete would buy nothing.
         try:
@@ -269,6 +336,23 @@ class LocalChunkStore(ChunkStore):
         # Let in-flight puts finish (they are durable or cleaned up, never half-done);
         # wait off the loop because a put may be inside a slow fsync.
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        self._fds.close_all()
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes,
+              a: int, b: int) -> bytes:
+    """buf[a:b] once every block of buf matches its checksum."""
+    verify_blocks(cid, memoryview(buf), first_block, sums)
+    if a == 0 and b == len(buf):
+        return buf  # type: ignore[return-value]  # a bytearray is as good to every caller
+    return bytes(memoryview(buf)[a:b])
 
 
 def _is_hex2(name: str) -> bool:

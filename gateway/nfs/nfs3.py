@@ -39,7 +39,7 @@ from . import nfs3_types as t
 from .nfs3_errors import NfsError, status_of
 from .open_files import OpenFiles
 from .rpc import Procedure, Program, RpcCall
-from .xdr import Packer, XdrError
+from .xdr import XdrError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def procedure(args_type: type[t.Struct] | None, res_type: type[t.Result]) -> Cal
     vfs error becomes the result's failure arm."""
     def wrap(fn: Handler) -> Any:
         @functools.wraps(fn)
-        async def run(self: Nfs3, call: RpcCall) -> bytearray:
+        async def run(self: Nfs3, call: RpcCall) -> list[bytes | bytearray]:
             args = t.decode_args(args_type, call.args) if args_type is not None else None
             try:
                 res = await fn(self, call, args)
@@ -113,9 +113,7 @@ def procedure(args_type: type[t.Struct] | None, res_type: type[t.Result]) -> Cal
             except Exception:
                 log.exception("NFS %s failed", fn.__name__)
                 res = res_type(status=t.NFS3ERR_SERVERFAULT)
-            p = Packer()
-            res.pack(p)
-            return p.get_bytearray()  # no copy: a READ reply carries up to 1 MiB
+            return res.pieces()  # a READ's data is not copied into a packer
         return run
     return wrap
 

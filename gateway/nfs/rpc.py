@@ -133,7 +133,8 @@ class RpcCall:
     peer: tuple[str, int] = ("", 0)  # client address
 
 
-Procedure = Callable[[RpcCall], Awaitable[Body]]  # returns the packed result body
+# Returns the packed result body, as one buffer or as buffers to send in order.
+Procedure = Callable[[RpcCall], Awaitable[Body | list[Body]]]
 
 
 @dataclass
@@ -298,6 +299,8 @@ class Registry:
             log.exception("procedure %d/%d/%d failed (xid %#x from %s)", call.prog,
                           call.vers, call.proc, call.xid, call.peer)
             return [accept_error(call.xid, AcceptStat.SYSTEM_ERR)]
+        if isinstance(body, list):
+            return [success_head(call.xid), *body]
         return [success_head(call.xid), body]
 
 

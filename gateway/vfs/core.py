@@ -56,7 +56,7 @@ MY_START = process_start_time(MY_PID) or 0
 class Handle:
     """One open() of a file: the inode's shared OpenFile plus this open's mode."""
 
-    __slots__ = ("fh", "file", "readable", "writable", "append", "read_end")
+    __slots__ = ("fh", "file", "readable", "writable", "append", "read_end", "plan")
 
     def __init__(self, fh: int, file: OpenFile, readable: bool, writable: bool, append: bool) -> None:
         self.fh = fh
@@ -65,6 +65,7 @@ class Handle:
         self.writable = writable
         self.append = append
         self.read_end = -1  # where the last read ended: the next one there is sequential
+        self.plan: data.CachedPlan | None = None  # extents read lately (vfs.fs.read)
 
 
 class Core:

@@ -8,9 +8,11 @@ durable, and the caller commits the metadata that points at them afterwards.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
@@ -18,6 +20,7 @@ from chunkstore import (
 )
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
+from metadata.schema import decode_extent, extent_key, read_u64
 
 from .errors import DataCorrupt, NoSpace, StorageError, Unavailable
 
@@ -206,15 +209,35 @@ async def discard(chunks: ChunkStore, written: Written) -> None:
 
 @dataclass(slots=True)
 class ReadPlan:
-    """A snapshot of what to read: extents and the chunk infos they need."""
+    """A snapshot of what to read: extents (in offset order, not overlapping) and the
+    chunk infos they need."""
 
     size: int
     extents: list[Extent]
     infos: dict[int, ChunkInfo]
+    starts: list[int] | None = None  # extent offsets, for bisect (built on first use)
+
+    def covering(self, start: int, end: int) -> list[Extent]:
+        """The extents that overlap [start, end), unclipped, in order."""
+        if self.starts is None:
+            self.starts = [e.offset for e in self.extents]
+        i = bisect.bisect_right(self.starts, start) - 1
+        if i < 0 or self.extents[i].end <= start:
+            i += 1
+        out = []
+        exts = self.extents
+        while i < len(exts) and exts[i].offset < end:
+            out.append(exts[i])
+            i += 1
+        return out
 
 
 def plan(txn: object, ino: int, size: int, start: int, end: int) -> ReadPlan:
     exts = ns.extents(txn, ino, start, end) if end > start else []  # type: ignore[arg-type]
+    return ReadPlan(size, exts, _infos(txn, exts))
+
+
+def _infos(txn: object, exts: Iterable[Extent]) -> dict[int, ChunkInfo]:
     infos: dict[int, ChunkInfo] = {}
     for e in exts:
         if e.chunk_id and e.chunk_id not in infos:
@@ -222,7 +245,57 @@ def plan(txn: object, ino: int, size: int, start: int, end: int) -> ReadPlan:
             if c is None:
                 raise DataCorrupt(f"chunk {e.chunk_id:016x} has no metadata record")
             infos[e.chunk_id] = ChunkInfo(e.chunk_id, c[1], c[2])
-    return ReadPlan(size, exts, infos)
+    return infos
+
+
+# A cached plan of an open file holds at most this many extents: the whole file up to
+# 4 GiB of 4 MiB chunks (one scan per open, ~1 µs an extent), bounded memory beyond.
+PLAN_EXTENTS = 1024
+# A read outside the cached window loads this many extents from its offset: a random
+# reader of a huge file pays a short scan per miss, not a whole window.
+MISS_EXTENTS = 64
+
+
+@dataclass(slots=True)
+class CachedPlan:
+    """The extents of an open file in [start, stop), valid while its inode record is
+    byte for byte the one it was built from. Every change to a file's extents rewrites
+    its inode in the same transaction (new size, mtime or ctime), so comparing the
+    record (one LMDB get) proves the cached extents current."""
+
+    inode_raw: bytes
+    start: int
+    stop: int
+    plan: ReadPlan
+
+    def covers(self, start: int, end: int) -> bool:
+        return self.start <= start and end <= self.stop
+
+
+def cached_plan(txn: object, ino: int, inode_raw: bytes, size: int, start: int, end: int,
+                first: bool) -> CachedPlan:
+    """Load the extents around [start, end): from the file's start on a first read
+    (most files fit whole), else from start; bounded by PLAN_EXTENTS / MISS_EXTENTS."""
+    lo = 0 if first else start
+    limit = PLAN_EXTENTS if first else MISS_EXTENTS
+    exts: list[Extent] = []
+    stop = -1  # the window's end when limited; else it runs to the end of the file
+    t: Any = txn
+    floor = t.floor("extent", extent_key(ino, lo))
+    if floor is not None and read_u64(floor[0]) == ino:
+        e = decode_extent(read_u64(floor[0], 8), floor[1])
+        if e.offset < lo < e.end:
+            exts.append(e)
+    for key, value in t.range("extent", extent_key(ino, lo), extent_key(ino + 1, 0)):
+        if len(exts) >= limit:
+            stop = exts[-1].end
+            break
+        exts.append(decode_extent(read_u64(key, 8), value))
+    if stop < 0:
+        stop = 1 << 63  # past the last extent: holes up to the size, nothing after
+    if stop < end:  # the request itself needs more than the window: cover it exactly
+        return CachedPlan(inode_raw, start, end, plan(txn, ino, size, start, end))
+    return CachedPlan(inode_raw, lo, stop, ReadPlan(size, exts, _infos(txn, exts)))
 
 
 async def _fetch(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes:
@@ -238,16 +311,14 @@ def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | 
     """(offset, length, extent or None for a hole) covering [start, end) in order."""
     out: list[tuple[int, int, Extent | None]] = []
     at = start
-    for e in p.extents:
-        if e.end <= start or e.offset >= end:
-            continue
+    for e in p.covering(start, end):
         if e.offset < start or e.end > end:
             e = e.slice(max(e.offset, start), min(e.end, end))
         if e.offset > at:
             out.append((at, e.offset - at, None))
         for o in range(e.offset, e.end, STREAM_PIECE):
             n = min(STREAM_PIECE, e.end - o)
-            out.append((o, n, e.slice(o, o + n)))
+            out.append((o, n, e if n == e.length else e.slice(o, o + n)))
         at = e.end
     if at < end:
         out.append((at, end - at, None))
@@ -303,6 +374,19 @@ async def read_into(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> by
     for (o, _), d in zip(pieces, datas):
         buf[o - start:o - start + len(d)] = d
     return buf
+
+
+async def read_range(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> bytes | bytearray:
+    """The bytes [start, end): a read inside one extent (the common mount read) is the
+    chunk store's verified buffer itself, without a task or a copy."""
+    exts = p.covering(start, end)
+    if len(exts) == 1:
+        e = exts[0]
+        if e.offset <= start and end <= e.end:
+            if e.offset < start or e.end > end:
+                e = e.slice(start, end)
+            return await _fetch(chunks, p, e)
+    return await read_into(chunks, p, start, end)
 
 
 async def overlay(chunks: ChunkStore, w: Written, buf: bytearray, start: int) -> None:

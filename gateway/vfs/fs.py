@@ -19,12 +19,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from chunkstore import ChunkStore
 from chunkstore.select import BackendSpec, open_store
 from metadata import Inode, ROOT_INO, Txn, open_engine
 from metadata import namespace as ns
 from metadata.namespace import MetadataCorrupt
-from metadata.schema import without_byte_facts
+from metadata.schema import U64, decode_inode, without_byte_facts
 
 from . import data
 from .errors import (
@@ -528,7 +527,7 @@ class Filesystem(MultipartOps):
             raise FsError("bad file handle", errno=errno.EBADF)
         return h
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> bytes | bytearray:
         h = self.handle(fh)
         if not h.readable:
             raise FsError("not open for reading", errno=errno.EBADF)
@@ -537,31 +536,41 @@ class Filesystem(MultipartOps):
         if offset >= end:
             return b""
 
-        # A remote store and a sequential reader: fetch the chunks after this read too.
-        prefetching = (type(self.chunks).prefetch is not ChunkStore.prefetch
-                       and (offset == h.read_end or offset == 0))
+        # A sequential reader: have the store fetch (or the kernel read ahead) the
+        # chunks after this read too.
+        prefetching = offset == h.read_end or offset == 0
         h.read_end = end
 
         def op(txn: Txn) -> data.ReadPlan:
-            inode = self._inode(txn, f.ino)
+            raw = txn.get("inode", U64.pack(f.ino))
+            if raw is None:
+                raise NotFound(f"no inode {f.ino}")
+            c = h.plan
+            if c is None or c.inode_raw != raw or not c.covers(offset, end):
+                size = decode_inode(f.ino, raw).size
+                c = h.plan = data.cached_plan(txn, f.ino, raw, size, offset, min(end, size),
+                                              first=c is None or c.inode_raw != raw)
             if prefetching:
-                ahead = data.plan(txn, f.ino, inode.size, end,
-                                  min(end + data.PREFETCH_BYTES, inode.size))
-                data.hint_ahead(self.chunks, ahead, ahead.extents)
-            return data.plan(txn, f.ino, inode.size, offset, min(end, inode.size))
+                ahead = c.plan.covering(end, end + data.PREFETCH_BYTES)
+                if ahead:
+                    data.hint_ahead(self.chunks, c.plan, ahead)
+            return c.plan
 
         # Newest last: committed extents, spilled-but-uncommitted extents, buffers.
         # The uncommitted state is captured together with the metadata snapshot
         # (no await between): a commit that lands while the chunks are read resets
         # f.spilled, but the snapshot predates it.
         plan = self._read(op)
+        if not (f.spilled or f.flushing or f.dirty):
+            # Nothing of this process's own is uncommitted: the snapshot is the file.
+            return await data.read_range(self.chunks, plan, offset, end)
         spilled = data.Written(list(f.spilled.extents), list(f.spilled.chunks))
         layers = [f.flushing, f.dirty]
         buf = await data.read_into(self.chunks, plan, offset, end)
         await data.overlay(self.chunks, spilled, buf, offset)
         for layer in layers + [b for b in (f.flushing, f.dirty) if all(b is not x for x in layers)]:
             layer.overlay(buf, offset)  # then whatever was written meanwhile
-        return bytes(buf)
+        return buf
 
     async def write(self, fh: int, offset: int, payload: bytes) -> int:
         h = self.handle(fh)

@@ -237,13 +237,21 @@ async def test_ranged_get_reads_only_the_covering_blocks(
 ) -> None:
     info = await store.put(9, os.urandom(SIZE))
     reads: list[tuple[int, int]] = []
-    real = os.pread
+    real, real_v = os.pread, os.preadv
 
     def spy(fd: int, n: int, pos: int) -> bytes:
         reads.append((n, pos))
         return real(fd, n, pos)
 
+    def spy_v(fd: int, bufs: list[bytearray], pos: int, flags: int = 0) -> int:
+        # The page-cached path (preadv with RWF_NOWAIT); a miss falls back to pread.
+        n = real_v(fd, bufs, pos, flags)
+        if n == sum(len(b) for b in bufs):
+            reads.append((n, pos))
+        return n
+
     monkeypatch.setattr(os, "pread", spy)
+    monkeypatch.setattr(os, "preadv", spy_v)
     await store.get(info, B + 10, B)  # blocks 1 and 2
     await store.get(info, 3 * B + 1, 5)  # the short last block
     assert reads == [(2 * B, B), (1000, 3 * B)]
@@ -657,3 +665,82 @@ async def test_full_disk_raises_chunk_store_full_and_earlier_chunks_survive(
         assert await s.get(await s.put(100, b"after")) == b"after"
     finally:
         await s.close()
+
+
+# --- open chunk files kept for reuse ------------------------------------------------------
+
+
+def open_fds_on(path: Path) -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.asyncio
+async def test_a_byte_flipped_after_the_chunk_was_read_is_still_caught(store: LocalChunkStore) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    assert await store.get(info) == data  # opened and kept open, pages cached
+    assert await store.get(info, B, 10) == data[B:B + 10]  # the page-cached path
+    with open(store.path(BIG_ID), "r+b") as f:
+        f.seek(B + 5)
+        f.write(bytes([data[B + 5] ^ 0x01]))
+    with pytest.raises(ChunkCorrupt) as ei:
+        await store.get(info, B, 10)
+    assert ei.value.block == 1
+    assert await store.get(info, 0, B) == data[:B]
+
+
+@pytest.mark.asyncio
+async def test_a_chunk_truncated_after_it_was_read_raises_chunk_corrupt(store: LocalChunkStore) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    assert await store.get(info) == data
+    os.truncate(store.path(BIG_ID), B)
+    with pytest.raises(ChunkCorrupt):
+        await store.get(info, 2 * B, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_deleted_chunk_is_missing_even_after_it_was_read(store: LocalChunkStore) -> None:
+    info = await store.put(4, os.urandom(2 * B))
+    await store.get(info)
+    await store.delete(4)
+    assert open_fds_on(store.path(4)) == 0
+    with pytest.raises(ChunkMissing):
+        await store.get(info)
+
+
+@pytest.mark.asyncio
+async def test_open_chunk_files_are_bounded_and_closed_with_the_store(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import chunkstore.open_chunks as oc
+    monkeypatch.setattr(oc, "_default_limit", lambda: 3)
+    s = LocalChunkStore(tmp_path / "chunks", threads=2)
+    datas = {i: os.urandom(B + i) for i in range(1, 9)}
+    infos = {i: await s.put(i, d) for i, d in datas.items()}
+    for _ in range(2):
+        got = await asyncio.gather(*(s.get(infos[i]) for i in datas))
+        assert got == list(datas.values())
+    assert sum(open_fds_on(s.path(i)) for i in datas) <= 3
+    await s.close()
+    assert sum(open_fds_on(s.path(i)) for i in datas) == 0
+
+
+@pytest.mark.asyncio
+async def test_prefetch_hint_is_harmless_for_missing_and_present_chunks(store: LocalChunkStore) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(7, data)
+    store.prefetch([info, ChunkInfo(8, 10, block_sums(b"0123456789"))])
+    for _ in range(100):  # the hint runs on the store's pool; its effect is only speed
+        if open_fds_on(store.path(7)):
+            break
+        await asyncio.sleep(0.02)
+    assert await store.get(info, 3, 100) == data[3:103]
+    with pytest.raises(ChunkMissing):
+        await store.get(ChunkInfo(8, 10, block_sums(b"0123456789")))

@@ -69,7 +69,7 @@ class Setup:
 
         async def transport(proc: int, body: bytes, c: AuthSys | None) -> bytes:
             out = await procs[(3, proc)](RpcCall(1, 100003, 3, proc, c, Unpacker(body)))
-            return bytes(out)
+            return b"".join(out) if isinstance(out, list) else bytes(out)
         return Nfs3(transport, cred)
 
     def root(self, export: int = 0) -> bytes:

@@ -210,3 +210,21 @@ def test_nanoseconds_past_a_second_are_refused() -> None:
 def test_a_verifier_of_the_wrong_size_is_not_packed() -> None:
     with pytest.raises(XdrError):
         packed(t.CommitRes(t.NFS3_OK, t.WccData(), b"short"))
+
+
+@pytest.mark.parametrize("strategy", RESULTS, ids=lambda s: str(s)[:40])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_result_sent_as_pieces_is_byte_for_byte_its_packed_form(
+        strategy: st.SearchStrategy[t.Result], data: st.DataObject) -> None:
+    """READ sends its data as a separate buffer; the wire must not change."""
+    value = data.draw(strategy)
+    assert b"".join(value.pieces()) == packed(value)
+
+
+def test_a_read_reply_keeps_its_data_buffer_out_of_the_packer() -> None:
+    body = bytearray(b"x" * (1 << 20) + b"yz")
+    res = t.ReadRes(t.NFS3_OK, None, len(body), True, body)
+    pieces = res.pieces()
+    assert any(p is body for p in pieces)
+    assert b"".join(pieces) == packed(res)
