@@ -100,7 +100,7 @@ class CachedChunkStore(ChunkStore):
         if victims:
             await asyncio.to_thread(_unlink_all, [self.path(c) for c in victims])
 
-    async def _store(self, chunk_id: int, data: bytes) -> None:
+    async def _store(self, chunk_id: int, data: bytes | bytearray | memoryview) -> None:
         """Add verified bytes to the cache (best effort: a full local disk only costs
         re-fetches)."""
         if self.max_bytes <= 0 or len(data) > self.max_bytes:
@@ -121,8 +121,9 @@ class CachedChunkStore(ChunkStore):
 
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
         info = await self.backend.put(chunk_id, data)
-        # Write-through: a chunk just written is the one most likely read next.
-        await self._store(chunk_id, bytes(data))
+        # Write-through: a chunk just written is the one most likely read next. _store
+        # writes the buffer as it is (no copy; with the cache off, nothing at all).
+        await self._store(chunk_id, data)
         return info
 
     async def get(self, info: ChunkInfo, offset: int = 0, length: int | None = None) -> bytes:
@@ -221,7 +222,7 @@ class CachedChunkStore(ChunkStore):
         await self.backend.close()
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes | bytearray | memoryview) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
     try:
