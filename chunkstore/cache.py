@@ -212,6 +212,9 @@ class CachedChunkStore(ChunkStore):
     def ids(self) -> AsyncIterator[tuple[int, float]]:
         return self.backend.ids()
 
+    def sized_ids(self) -> AsyncIterator[tuple[int, float, int | None]]:
+        return self.backend.sized_ids()
+
     async def check(self) -> None:
         await self.backend.check()
 

@@ -142,8 +142,10 @@ async def _read_body(body: Any, expect: int) -> bytes:
     content.set_read_chunk_size(max(expect, 1 << 16))
     pieces: list[bytes] = []
     while True:
-        piece, _ = await content.readchunk()
+        piece, chunk_end = await content.readchunk()
         if not piece:
+            if chunk_end:  # the end of one piece of a chunked encoding; more follow
+                continue
             break
         pieces.append(piece)
     return pieces[0] if len(pieces) == 1 else b"".join(pieces)
@@ -324,6 +326,10 @@ class S3ChunkStore(ChunkStore):
         return True
 
     async def ids(self) -> AsyncIterator[tuple[int, float]]:
+        async for cid, mtime, _ in self.sized_ids():
+            yield cid, mtime
+
+    async def sized_ids(self) -> AsyncIterator[tuple[int, float, int | None]]:
         prefix = f"{self.location.prefix}/" if self.location.prefix else ""
         token: str | None = None
         while True:
@@ -336,7 +342,7 @@ class S3ChunkStore(ChunkStore):
             for obj in page.get("Contents", ()):
                 cid = self._id_of(obj["Key"])
                 if cid is not None:
-                    yield cid, obj["LastModified"].timestamp()
+                    yield cid, obj["LastModified"].timestamp(), int(obj.get("Size", 0))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return

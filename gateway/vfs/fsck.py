@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import stat
 import struct
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +31,7 @@ from metadata.schema import (InlineCorrupt, decode_chunk, decode_dirent, decode_
                              decode_json, read_u64)
 
 from .fs import Filesystem
+from .progress import Progress, Ticker
 
 CONCURRENCY = 16
 
@@ -64,22 +63,7 @@ class FsckReport:
         return d
 
 
-Progress = Callable[[str], None]
-
-
-class _Ticker:
-    """Calls progress at most every `every` seconds."""
-
-    def __init__(self, progress: Progress | None, every: float = 5.0) -> None:
-        self.progress, self.every, self.last = progress, every, time.monotonic()
-
-    def __call__(self, make: Callable[[], str]) -> None:
-        if self.progress is not None and time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            self.progress(make())
-
-
-def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[int, tuple[int, bytes]]:
+def _scan_metadata(fs: Filesystem, report: FsckReport, tick: Ticker) -> dict[int, tuple[int, bytes]]:
     """Check everything that is metadata alone; return the referenced chunks' (size, sums)."""
     add = report.findings.append
     nlink: dict[int, int] = {}
@@ -159,7 +143,7 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
 
 async def fsck(fs: Filesystem, *, verify: bool = False, progress: Progress | None = None) -> FsckReport:
     report = FsckReport()
-    tick = _Ticker(progress)
+    tick = Ticker(progress)
     referenced = await asyncio.to_thread(_scan_metadata, fs, report, tick)
     sem = asyncio.Semaphore(CONCURRENCY)
     done = 0
