@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -106,6 +107,18 @@ class _Retryable(Exception):
     """A failure worth another attempt; detail says what happened."""
 
 
+class _HttpError(Exception):
+    """A plain-HTTP request (a presigned GET) answered with an error status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code or status}: {message}".rstrip(": "))
+        self.status, self.code = status, code
+
+
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
+_ERROR_MESSAGE = re.compile(rb"<Message>([^<]{0,300})</Message>")
+
+
 def _classify(exc: BaseException) -> tuple[str, bool, bool]:
     """(detail, retryable, missing) for an exception raised by one attempt."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -117,6 +130,10 @@ def _classify(exc: BaseException) -> tuple[str, bool, bool]:
         if code in _MISSING_CODES or status == 404:
             return detail, False, True
         return detail, code in _RETRY_CODES or status in _RETRY_STATUS, False
+    if isinstance(exc, _HttpError):
+        if exc.code in _MISSING_CODES or exc.status == 404:
+            return str(exc), False, True
+        return str(exc), exc.code in _RETRY_CODES or exc.status in _RETRY_STATUS, False
     if isinstance(exc, _Retryable):
         return str(exc), True, False
     if isinstance(exc, (asyncio.TimeoutError, BotoCoreError, OSError)):
@@ -127,18 +144,15 @@ def _classify(exc: BaseException) -> tuple[str, bool, bool]:
     return f"{type(exc).__name__}: {exc}", False, False
 
 
-async def _read_body(body: Any, expect: int) -> bytes:
-    """The whole response body in one copy: the pieces as received, joined once.
+async def _read_stream(content: Any, expect: int) -> bytes:
+    """A whole response body (an aiohttp StreamReader) in one copy: the pieces as
+    received, joined once.
 
     StreamingBody.read() costs two copies of every byte (aiohttp joins what is buffered,
-    then joins those joins) and ran at a third of the gateway's GET time in memcpy;
-    readchunk() hands over each received piece as it is. The limits are raised to the
-    expected size so aiohttp does not pause and resume the socket every 128 KiB.
+    then joins those joins); readchunk() hands over each received piece as it is. The
+    limits are raised to the expected size so aiohttp does not pause and resume the
+    socket every 128 KiB.
     """
-    raw = getattr(body, "_raw_stream", None)
-    content = getattr(raw, "content", None)
-    if content is None or not hasattr(content, "readchunk"):
-        return bytes(await body.read())  # another HTTP backend: the generic way
     content.set_read_chunk_size(max(expect, 1 << 16))
     pieces: list[bytes] = []
     while True:
@@ -164,6 +178,7 @@ class S3ChunkStore(ChunkStore):
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._client_lock = asyncio.Lock()
+        self._http: Any = None  # aiohttp.ClientSession for presigned GETs
         self._closed = False
 
     def key(self, chunk_id: int) -> str:
@@ -209,6 +224,16 @@ class S3ChunkStore(ChunkStore):
                     "s3", endpoint_url=loc.endpoint, region_name=loc.region,
                     aws_access_key_id=loc.access_key, aws_secret_access_key=loc.secret_key,
                     config=cfg))
+                # Chunk GETs skip botocore's request machinery: a presigned URL (signed
+                # locally, ~0.2 ms) fetched with plain aiohttp costs ~0.7 ms of CPU per
+                # request where get_object costs ~2.3 ms (measured against moto; 16 GETs
+                # per 64 MiB read made that a fifth of the gateway's CPU per MB).
+                import aiohttp
+                self._http = await stack.enter_async_context(aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=self._concurrency),
+                    timeout=aiohttp.ClientTimeout(sock_connect=pol.connect_timeout,
+                                                  sock_read=pol.read_timeout),
+                    auto_decompress=False, skip_auto_headers=("User-Agent",)))
                 self._stack = stack
         return self._client
 
@@ -279,11 +304,21 @@ class S3ChunkStore(ChunkStore):
         key = self.key(cid)
         whole = pos == 0 and stop == info.size
 
+        headers = {} if whole else {"Range": f"bytes={pos}-{stop - 1}"}
+        expires = int(self.policy.deadline) + 300
+
         async def attempt(client: Any) -> bytes:
-            kw: dict[str, Any] = {} if whole else {"Range": f"bytes={pos}-{stop - 1}"}
-            resp = await client.get_object(Bucket=self.location.bucket, Key=key, **kw)
-            async with resp["Body"] as body:
-                return await _read_body(body, stop - pos)
+            url = await client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.location.bucket, "Key": key},
+                ExpiresIn=expires)
+            async with self._http.get(url, headers=headers) as resp:
+                if resp.status not in (200, 206):
+                    text = await resp.content.read(4096)
+                    code = _ERROR_CODE.search(text)
+                    msg = _ERROR_MESSAGE.search(text)
+                    raise _HttpError(resp.status, code[1].decode() if code else "",
+                                     msg[1].decode(errors="replace") if msg else resp.reason or "")
+                return await _read_stream(resp.content, stop - pos)
 
         for tries in (1, 2):
             buf = await self._call(cid, "download", attempt)
