@@ -210,6 +210,9 @@ class S3ChunkStore(ChunkStore):
                     max_pool_connections=self._concurrency,
                     connect_timeout=pol.connect_timeout, read_timeout=pol.read_timeout,
                     retries={"total_max_attempts": 1, "mode": "standard"},
+                    # SigV4 for presigned URLs too (botocore would presign with SigV2,
+                    # which newer AWS regions and some stores refuse).
+                    signature_version="s3v4",
                     # No SHA-256 of the body in the signature (botocore signs it over plain
                     # http by default): the x-amz-checksum-crc32c header already has the
                     # store verify every upload, and SHA-256 of each chunk cost the gateway
