@@ -157,9 +157,10 @@ async def _check_status(resp: Any, ok: tuple[int, ...]) -> None:
                      msg[1].decode(errors="replace") if msg else resp.reason or "")
 
 
-async def _read_stream(content: Any, expect: int) -> bytes:
-    """A whole response body (an aiohttp StreamReader) in one copy: the pieces as
-    received, joined once.
+async def _read_stream(content: Any, expect: int, segment: int) -> list[bytes]:
+    """A whole response body (an aiohttp StreamReader) as pieces of `segment` bytes (the
+    last one short; more bytes than expected make a longer last piece), each byte copied
+    once: the pieces as received, joined at segment boundaries.
 
     StreamingBody.read() costs two copies of every byte (aiohttp joins what is buffered,
     then joins those joins); readchunk() hands over each received piece as it is. The
@@ -167,15 +168,31 @@ async def _read_stream(content: Any, expect: int) -> bytes:
     socket every 128 KiB.
     """
     content.set_read_chunk_size(max(expect, 1 << 16))
-    pieces: list[bytes] = []
+    out: list[bytes] = []
+    parts: list[bytes | memoryview] = []
+    have = 0    # bytes in parts
+    closed = 0  # bytes in out
     while True:
         piece, chunk_end = await content.readchunk()
         if not piece:
             if chunk_end:  # the end of one piece of a chunked encoding; more follow
                 continue
             break
-        pieces.append(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        view = memoryview(piece)
+        # Cut whole segments while more than one is expected after them; the last takes
+        # whatever remains, so a body of the wrong length keeps its length for the check.
+        while have + len(view) >= segment and closed + segment < expect:
+            take = segment - have
+            parts.append(view[:take])
+            out.append(b"".join(parts))
+            closed += segment
+            parts, have, view = [], 0, view[take:]
+        if len(view):
+            parts.append(piece if len(view) == len(piece) else view)
+            have += len(view)
+    if parts:
+        out.append(b"".join(parts))
+    return out
 
 
 class S3ChunkStore(ChunkStore):
@@ -327,6 +344,18 @@ class S3ChunkStore(ChunkStore):
     async def fetch_verified(self, info: ChunkInfo, pos: int, stop: int) -> bytes:
         """Bytes [pos, stop) (block-aligned, or to the chunk's end), verified; one re-fetch
         on a mismatch, then ChunkCorrupt. Bad bytes never leave this method."""
+        if stop <= pos:
+            return b""
+        segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos) * BLOCK_SIZE)
+        return segs[0] if len(segs) == 1 else b"".join(segs)
+
+    async def fetch_segments(self, info: ChunkInfo, pos: int, stop: int,
+                             segment: int) -> list[bytes]:
+        """fetch_verified, as pieces of `segment` bytes (a multiple of BLOCK_SIZE; the last
+        may be short), each made with one copy of the received bytes: a reader that
+        takes the chunk in pieces of that size gets them without another copy."""
+        if segment % BLOCK_SIZE or segment <= 0:
+            raise ValueError(f"segment {segment} is not a positive multiple of {BLOCK_SIZE}")
         cid = info.chunk_id
         key = self.key(cid)
         whole = pos == 0 and stop == info.size
@@ -334,21 +363,23 @@ class S3ChunkStore(ChunkStore):
         headers = {} if whole else {"Range": f"bytes={pos}-{stop - 1}"}
         params = {"Bucket": self.location.bucket, "Key": key}
 
-        async def attempt(client: Any) -> bytes:
+        async def attempt(client: Any) -> list[bytes]:
             url = await client.generate_presigned_url("get_object", Params=params,
                                                       ExpiresIn=self._expires)
             async with self._http.get(url, headers=headers) as resp:
                 await _check_status(resp, (200, 206))
-                return await _read_stream(resp.content, stop - pos)
+                return await _read_stream(resp.content, stop - pos, segment)
 
         for tries in (1, 2):
-            buf = await self._call(cid, "download", attempt)
+            segs = await self._call(cid, "download", attempt)
             try:
-                if len(buf) != stop - pos:
-                    raise ChunkCorrupt(cid, (pos + min(len(buf), stop - pos)) // BLOCK_SIZE,
-                                       f"backend returned {len(buf)} bytes for {pos}..{stop}")
-                verify_blocks(cid, buf, pos // BLOCK_SIZE, info.sums)
-                return buf
+                got = sum(len(s) for s in segs)
+                if got != stop - pos:
+                    raise ChunkCorrupt(cid, (pos + min(got, stop - pos)) // BLOCK_SIZE,
+                                       f"backend returned {got} bytes for {pos}..{stop}")
+                for i, seg in enumerate(segs):
+                    verify_blocks(cid, seg, (pos + i * segment) // BLOCK_SIZE, info.sums)
+                return segs
             except ChunkCorrupt:
                 if tries == 2:
                     raise
