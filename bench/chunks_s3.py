@@ -5,9 +5,8 @@ backend (moto's server; a second samebytes gateway on local chunks):
 
 1. put_<backend> / get_<backend>: one large object PUT and GET through a gateway keeping
    its chunks in that backend (read cache off, so every GET goes to the backend); limit:
-   the same PUT/GET made directly against the backend. Also reported: the object's chunk
-   objects fetched directly (what the gateway asks of the backend, without the gateway),
-   and the CPU milliseconds per MB of the gateway, the backend and the client.
+   the same PUT/GET made directly against the backend. Also reported: the CPU
+   milliseconds per MB of the gateway, the backend and the client (cpu_ms_per_MB).
 2. cached_reread: GET of the same large object from a gateway on the s3 backend (moto)
    whose read cache already holds it; limit: the same GET from a gateway on the local
    backend. Also reported: the first read (cache wiped and the gateway restarted).
@@ -39,8 +38,6 @@ from . import (Figure, emit, interleave, log, machine_info, make_data_dir, parse
                remove_data_dir)
 
 MiB = 1 << 20
-CHUNK = 4 * MiB  # the gateway's default chunk size
-READ_AHEAD_CHUNKS = 4  # gateway/vfs/data.py PREFETCH_BYTES / CHUNK
 MOTO_KEY, MOTO_SECRET = "bench-access", "bench-secret"
 
 
@@ -173,34 +170,6 @@ class CpuMeter:
                 for name, sec in self.cpu.get(step, {}).items()}
 
 
-async def _get_chunks(c: Any, http: Any, bucket: str, keys: list[str], depth: int) -> float:
-    """GET every key, depth at a time, the way the gateway does (presigned URL, plain
-    aiohttp, read-ahead depth): MB/s."""
-    t = time.perf_counter()
-    sem = asyncio.Semaphore(depth)
-    total = 0
-
-    async def one(key: str) -> None:
-        nonlocal total
-        async with sem:
-            url = await c.generate_presigned_url("get_object",
-                                                 Params={"Bucket": bucket, "Key": key})
-            async with http.get(url) as resp:
-                assert resp.status == 200, resp.status
-                total += len(await resp.read())
-
-    await asyncio.gather(*(one(k) for k in keys))
-    return total / (time.perf_counter() - t) / 1e6
-
-
-async def _newest_chunk_keys(c: Any, bucket: str, n: int) -> list[str]:
-    """The keys of the n chunks written last (chunk ids grow; the name is the id)."""
-    keys: list[str] = []
-    async for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys += [o["Key"] for o in page.get("Contents", ())]
-    return sorted(keys, key=lambda k: k.rsplit("/", 1)[-1])[-n:]
-
-
 async def bench_backend(kind: str, backend: Server, work: Path, size: int, rounds: int,
                         stack: AsyncExitStack) -> list[Figure]:
     direct = await _client(stack, backend)
@@ -227,19 +196,9 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
         async def lim_get(r: int) -> float:
             return await _get(direct, "direct", "obj", size)
 
-        nchunks = -(-size // CHUNK)
-
-        import aiohttp
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-
-        async def chunks_get(r: int) -> float:
-            keys = await _newest_chunk_keys(direct, "chunks", nchunks)
-            return await _get_chunks(direct, http, "chunks", keys, READ_AHEAD_CHUNKS + 1)
-
         meter = CpuMeter({"gateway": gw.proc.pid, "backend": backend.proc.pid})
         steps = [("samebytes_put", sb_put), ("limit_put", lim_put),
-                 ("samebytes_get", sb_get), ("limit_get", lim_get),
-                 ("chunks_get", chunks_get)]
+                 ("samebytes_get", sb_get), ("limit_get", lim_get)]
         res = await interleave(rounds, [(n, meter.wrap(n, f, size)) for n, f in steps],
                                f"{kind} {size // MiB} MiB")
     finally:
@@ -252,14 +211,8 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
                  f"{size // MiB} MiB GetObject through the gateway, read cache off",
                  f"the same GetObject directly against the backend ({kind})",
                  res["samebytes_get"], res["limit_get"])
-    get.other("direct_chunk_gets",
-              f"the object's {nchunks} chunk objects GET directly from the backend, "
-              f"{READ_AHEAD_CHUNKS + 1} at a time through presigned URLs, as the gateway "
-              "does (the backend's share of a gateway GET, without the gateway)"
-              ).extend(res["chunks_get"])
     for fig, sb, lim in ((put, "samebytes_put", "limit_put"), (get, "samebytes_get", "limit_get")):
         fig.extra["cpu_ms_per_MB"] = {"samebytes": meter.per_mb(sb), "limit": meter.per_mb(lim)}
-    get.extra["cpu_ms_per_MB"]["direct_chunk_gets"] = meter.per_mb("chunks_get")
     return [put, get]
 
 
