@@ -28,6 +28,7 @@ import logging
 import os
 import random
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -264,8 +265,12 @@ class S3ChunkStore(ChunkStore):
                 # requests per 64 MiB made that a fifth of the gateway's CPU per MB), and
                 # aiohttp sends a bytearray body as it is (botocore copied each chunk).
                 import aiohttp
+                # As botocore would: HTTP(S)_PROXY from the environment, AWS_CA_BUNDLE.
+                bundle = os.environ.get("AWS_CA_BUNDLE")
+                tls: Any = ssl.create_default_context(cafile=bundle) if bundle else True
                 self._http = await stack.enter_async_context(aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self._concurrency),
+                    connector=aiohttp.TCPConnector(limit=self._concurrency, ssl=tls),
+                    trust_env=True,
                     timeout=aiohttp.ClientTimeout(sock_connect=pol.connect_timeout,
                                                   sock_read=pol.read_timeout),
                     auto_decompress=False, skip_auto_headers=("User-Agent",)))
