@@ -173,6 +173,12 @@ class ChunkStore(abc.ABC):
         """Every stored chunk id with its mtime (unix seconds), in no particular order.
         Temporary files of writes in progress are not ids."""
 
+    async def sized_ids(self) -> AsyncIterator[tuple[int, float, int | None]]:
+        """ids() with each chunk's stored size in bytes (what deleting it frees), None
+        where the store cannot tell without another request per chunk."""
+        async for cid, mtime in self.ids():
+            yield cid, mtime, None
+
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Hint: a sequential reader will want these chunks soon. Stores where a read is a
         round-trip start fetching them in the background; a local disk needs nothing."""

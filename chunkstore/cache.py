@@ -3,7 +3,8 @@
 Files live in root/xx/<016x id> and the index (id -> size, in least-recently-used
 order) is rebuilt from them at start, so the cache survives restarts. Only verified
 bytes enter: a miss fetches the WHOLE chunk from the backend (which verifies it against
-the chunk's sums), then writes it here; freshly written chunks are written through. A
+the chunk's sums) and hands it to its readers, then writes it here in the background;
+freshly written chunks are written through. A
 hit is verified again on read (disks rot too): a bad or truncated file is dropped and
 the chunk fetched again. Nothing here is fsynced: a file lost or torn by a crash is
 caught by the verify and costs one re-fetch.
@@ -43,6 +44,10 @@ PREFETCH_MAX = 8
 # pieces, and read-ahead fetches chunks before the reader gets there; without this each
 # piece would be another backend round-trip (or disk read) of the whole chunk.
 RECENT_MAX = PREFETCH_MAX + 4
+# Fetched chunks are kept as pieces of this size, each made with one copy of the bytes
+# received: a streaming reader (gateway/vfs/data.py reads 1 MiB pieces) then gets each
+# piece as it is instead of a fresh copy sliced out of the whole chunk.
+SEGMENT = 1 << 20
 
 
 class CachedChunkStore(ChunkStore):
@@ -56,9 +61,10 @@ class CachedChunkStore(ChunkStore):
         self.max_bytes = max_bytes
         self._index: OrderedDict[int, int] = OrderedDict()
         self._bytes = 0
-        self._fetching: dict[int, asyncio.Task[bytes]] = {}
+        self._fetching: dict[int, asyncio.Task[list[bytes]]] = {}
         self._prefetching: set[int] = set()
-        self._recent: OrderedDict[int, bytes] = OrderedDict()
+        self._writing: dict[int, asyncio.Task[None]] = {}  # cache files being written
+        self._recent: OrderedDict[int, list[bytes]] = OrderedDict()  # verified segments
         self._loaded = False
         self._load_lock = asyncio.Lock()
 
@@ -100,18 +106,20 @@ class CachedChunkStore(ChunkStore):
         if victims:
             await asyncio.to_thread(_unlink_all, [self.path(c) for c in victims])
 
-    async def _store(self, chunk_id: int, data: bytes) -> None:
-        """Add verified bytes to the cache (best effort: a full local disk only costs
-        re-fetches)."""
-        if self.max_bytes <= 0 or len(data) > self.max_bytes:
+    async def _store(self, chunk_id: int,
+                     pieces: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
+        """Add verified bytes (in pieces, written in order) to the cache (best effort: a
+        full local disk only costs re-fetches)."""
+        size = sum(len(p) for p in pieces)
+        if self.max_bytes <= 0 or size > self.max_bytes:
             return
         await self._ensure_loaded()
         try:
-            await asyncio.to_thread(_write_file, self.path(chunk_id), data)
+            await asyncio.to_thread(_write_file, self.path(chunk_id), pieces)
         except OSError as e:
             log.warning("cache: cannot keep chunk %s: %s", chunk_name(chunk_id), e)
             return
-        self._remember(chunk_id, len(data))
+        self._remember(chunk_id, size)
         await self._evict()
 
     def cached_bytes(self) -> int:
@@ -121,8 +129,9 @@ class CachedChunkStore(ChunkStore):
 
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
         info = await self.backend.put(chunk_id, data)
-        # Write-through: a chunk just written is the one most likely read next.
-        await self._store(chunk_id, bytes(data))
+        # Write-through: a chunk just written is the one most likely read next. _store
+        # writes the buffer as it is (no copy; with the cache off, nothing at all).
+        await self._store(chunk_id, [data])
         return info
 
     async def get(self, info: ChunkInfo, offset: int = 0, length: int | None = None) -> bytes:
@@ -130,9 +139,9 @@ class CachedChunkStore(ChunkStore):
         if start == end:
             return b""
         recent = self._recent.get(info.chunk_id)
-        if recent is not None and len(recent) == info.size:  # verified when fetched
+        if recent is not None:  # verified when fetched
             self._recent.move_to_end(info.chunk_id)
-            return recent[start:end]
+            return _cut(recent, start, end)
         if self.max_bytes > 0:
             await self._ensure_loaded()
             if info.chunk_id in self._index:
@@ -140,8 +149,8 @@ class CachedChunkStore(ChunkStore):
                 if got is not None:
                     return got
         # shield: one reader giving up must not cancel a fetch others are waiting on.
-        whole = await asyncio.shield(self._fetch(info))
-        return whole[start:end] if (start, end) != (0, info.size) else whole
+        segments = await asyncio.shield(self._fetch(info))
+        return _cut(segments, start, end)
 
     async def _read_cached(self, info: ChunkInfo, first_block: int, start: int,
                            end: int) -> bytes | None:
@@ -160,7 +169,7 @@ class CachedChunkStore(ChunkStore):
             self._index.move_to_end(cid)
         return buf[start - pos:end - pos]
 
-    def _fetch(self, info: ChunkInfo) -> asyncio.Task[bytes]:
+    def _fetch(self, info: ChunkInfo) -> asyncio.Task[list[bytes]]:
         """The one in-flight whole-chunk fetch for info (started if none)."""
         task = self._fetching.get(info.chunk_id)
         if task is None:
@@ -169,14 +178,30 @@ class CachedChunkStore(ChunkStore):
             task.add_done_callback(lambda _t, c=info.chunk_id: self._fetching.pop(c, None))
         return task
 
-    async def _fetch_whole(self, info: ChunkInfo) -> bytes:
-        data = await self.backend.fetch_verified(info, 0, info.size)
+    async def _fetch_whole(self, info: ChunkInfo) -> list[bytes]:
+        segments = await self.backend.fetch_segments(info, 0, info.size, SEGMENT)
         # Verified above: neither tier is ever poisoned by a bad fetch.
-        self._recent[info.chunk_id] = data
+        self._recent[info.chunk_id] = segments
         while len(self._recent) > RECENT_MAX:
             self._recent.popitem(last=False)
-        await self._store(info.chunk_id, data)
-        return data
+        # The disk copy is written beside the readers, not before them: they get the
+        # segments now, the cache file follows in the background.
+        self._store_later(info.chunk_id, segments)
+        return segments
+
+    def _store_later(self, chunk_id: int, segments: list[bytes]) -> None:
+        if self.max_bytes <= 0 or chunk_id in self._writing:
+            return
+        task = asyncio.ensure_future(self._store(chunk_id, segments))
+        self._writing[chunk_id] = task
+
+        def done(t: asyncio.Task[None], c: int = chunk_id) -> None:
+            if self._writing.get(c) is t:
+                del self._writing[c]
+            if not t.cancelled() and t.exception() is not None:
+                log.warning("cache: cannot keep chunk %s: %s", chunk_name(c), t.exception())
+
+        task.add_done_callback(done)
 
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Start fetching these chunks in the background (read-ahead); errors are left
@@ -192,7 +217,7 @@ class CachedChunkStore(ChunkStore):
             self._prefetching.add(cid)
             task = self._fetch(info)
 
-            def done(t: asyncio.Task[bytes], c: int = cid) -> None:
+            def done(t: asyncio.Task[list[bytes]], c: int = cid) -> None:
                 self._prefetching.discard(c)
                 if not t.cancelled():
                     t.exception()  # mark retrieved: the reader will see it again itself
@@ -200,6 +225,9 @@ class CachedChunkStore(ChunkStore):
             task.add_done_callback(done)
 
     async def delete(self, chunk_id: int) -> None:
+        writing = self._writing.get(chunk_id)
+        if writing is not None:  # let it finish, then remove what it wrote
+            await asyncio.gather(writing, return_exceptions=True)
         self._recent.pop(chunk_id, None)
         self._forget(chunk_id)
         await asyncio.to_thread(_unlink_all, [self.path(chunk_id)])
@@ -211,6 +239,9 @@ class CachedChunkStore(ChunkStore):
     def ids(self) -> AsyncIterator[tuple[int, float]]:
         return self.backend.ids()
 
+    def sized_ids(self) -> AsyncIterator[tuple[int, float, int | None]]:
+        return self.backend.sized_ids()
+
     async def check(self) -> None:
         await self.backend.check()
 
@@ -218,15 +249,31 @@ class CachedChunkStore(ChunkStore):
         for t in list(self._fetching.values()):
             t.cancel()
         await asyncio.gather(*self._fetching.values(), return_exceptions=True)
+        # Cache files being written are finished, not cut: a restart then finds them.
+        await asyncio.gather(*self._writing.values(), return_exceptions=True)
         await self.backend.close()
 
 
-def _write_file(path: Path, data: bytes) -> None:
+def _cut(segments: list[bytes], start: int, end: int) -> bytes:
+    """Bytes [start, end) of a chunk held as SEGMENT-sized pieces: a whole piece as it
+    is, else one copy of the covered range."""
+    first, last = start // SEGMENT, (end - 1) // SEGMENT
+    off = start - first * SEGMENT
+    if first == last:
+        seg = segments[first]
+        return seg if off == 0 and end - start == len(seg) else seg[off:off + end - start]
+    views = [memoryview(s) for s in segments[first:last + 1]]
+    views[-1] = views[-1][:end - last * SEGMENT]
+    views[0] = views[0][off:]
+    return b"".join(views)
+
+
+def _write_file(path: Path, pieces: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.writelines(pieces)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -294,6 +294,10 @@ class LocalChunkStore(ChunkStore):
         return True
 
     async def ids(self) -> AsyncIterator[tuple[int, float]]:
+        async for cid, mtime, _ in self.sized_ids():
+            yield cid, mtime
+
+    async def sized_ids(self) -> AsyncIterator[tuple[int, float, int | None]]:
         # One worker call per top-level directory: bounded memory for a huge store,
         # without a thread hop per file.
         try:
@@ -368,8 +372,9 @@ def _list_hex_dirs(path: Path) -> list[str]:
     return sorted(names)
 
 
-def _scan_top(top: Path, low: int) -> list[tuple[int, float]]:
-    out: list[tuple[int, float]] = []
+def _scan_top(top: Path, low: int) -> list[tuple[int, float, int]]:
+    """(id, mtime, size) of every chunk under one top-level directory."""
+    out: list[tuple[int, float, int]] = []
     for yy in _list_hex_dirs(top):
         prefix = (int(yy, 16) << 8) | low
         with os.scandir(top / yy) as it:
@@ -389,7 +394,7 @@ def _scan_top(top: Path, low: int) -> list[tuple[int, float]]:
                     st = e.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue  # deleted while we listed
-                out.append((cid, st.st_mtime))
+                out.append((cid, st.st_mtime, st.st_size))
     return out
 
 

@@ -110,6 +110,10 @@ def _bucket_public(args: argparse.Namespace) -> None:
     _admin(args, action)
 
 
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _gc(args: argparse.Namespace) -> None:
     from .vfs import Filesystem, collect
 
@@ -117,7 +121,7 @@ def _gc(args: argparse.Namespace) -> None:
         fs = Filesystem.from_data_dir(Path(args.data), chunks=_chunks(args))
         try:
             await fs.start()
-            return (await collect(fs, args.grace)).as_dict()
+            return (await collect(fs, args.grace, progress=_stderr_line)).as_dict()
         finally:
             await fs.aclose()
 

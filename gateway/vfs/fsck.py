@@ -4,9 +4,11 @@ Never repairs: a finding says what is wrong and where, so an operator (or a late
 tool) decides. Checked:
 
 - every dirent names a live inode, and its readdir sequence entry agrees;
-- every non-directory inode's nlink equals the dirents that name it (an unlinked
-  inode still open somewhere has nlink 0 and an orphan record);
-- inline extents match their xxh3; every chunk extent's chunk has a record;
+- every non-directory inode's nlink equals the dirents that name it; one with nlink 0
+  (unlinked while open) has an orphan record, else nothing would ever free it;
+- every directory's nlink is 2 plus its subdirectories;
+- inline extents match their xxh3; every chunk extent's chunk has a record, and no
+  extent reads past the end of its chunk;
 - each chunk record's reference count equals the extents (of files and of multipart
   parts) that point at it;
 - every referenced chunk exists in the chunk store, and with ``verify`` reads back
@@ -22,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import stat
 import struct
-import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +33,7 @@ from metadata.schema import (InlineCorrupt, decode_chunk, decode_dirent, decode_
                              decode_json, read_u64)
 
 from .fs import Filesystem
+from .progress import Progress, Ticker
 
 CONCURRENCY = 16
 
@@ -64,33 +65,24 @@ class FsckReport:
         return d
 
 
-Progress = Callable[[str], None]
-
-
-class _Ticker:
-    """Calls progress at most every `every` seconds."""
-
-    def __init__(self, progress: Progress | None, every: float = 5.0) -> None:
-        self.progress, self.every, self.last = progress, every, time.monotonic()
-
-    def __call__(self, make: Callable[[], str]) -> None:
-        if self.progress is not None and time.monotonic() - self.last >= self.every:
-            self.last = time.monotonic()
-            self.progress(make())
-
-
-def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[int, tuple[int, bytes]]:
+def _scan_metadata(fs: Filesystem, report: FsckReport, tick: Ticker) -> dict[int, tuple[int, bytes]]:
     """Check everything that is metadata alone; return the referenced chunks' (size, sums)."""
     add = report.findings.append
     nlink: dict[int, int] = {}
+    dir_nlink: dict[int, int] = {}
     links: Counter[int] = Counter()
+    subdirs: Counter[int] = Counter()
     refs: Counter[int] = Counter()
+    # per chunk: the furthest byte an extent reads, and one inode that reads it there
+    reach: dict[int, tuple[int, int]] = {}
     with fs.meta.read() as txn:
         for key, value in txn.range("inode", b""):
             ino = read_u64(key)
             node = decode_inode(ino, value)
             report.inodes += 1
-            if not stat.S_ISDIR(node.mode):
+            if stat.S_ISDIR(node.mode):
+                dir_nlink[ino] = node.nlink
+            else:
                 nlink[ino] = node.nlink
             tick(lambda: f"fsck: {report.inodes:,} inodes")
         orphans = {read_u64(k) for k, _ in txn.range("orphan", b"")}
@@ -106,6 +98,8 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
                                                f"{child}", ino=child))
             else:
                 links[child] += 1
+                if child in dir_nlink:
+                    subdirs[parent] += 1
             if txn.get("dirseq", struct.pack(">QQ", parent, seq)) != sname:
                 add(Finding("dirseq-mismatch", f"entry {sname!r} in directory {parent}: readdir sequence "
                                                f"{seq} does not name it", ino=parent))
@@ -123,6 +117,9 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
                             ino=ino))
             if e.chunk_id:
                 refs[e.chunk_id] += 1
+                end = e.chunk_off + e.length
+                if end > reach.get(e.chunk_id, (0, 0))[0]:
+                    reach[e.chunk_id] = (end, ino)
             tick(lambda: f"fsck: {report.extents:,} extents")
         for key, value in txn.range("part", b""):
             rec = decode_json(value)
@@ -135,9 +132,19 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
             records[read_u64(key)] = decode_chunk(value)
     for ino, n in nlink.items():
         counted = links.get(ino, 0)
-        if counted != n and not (n == 0 and counted == 0 and ino in orphans):
+        if n == 0 and counted == 0:
+            # Unlinked while open: only the orphan record lets gc free it after the close.
+            if ino not in orphans:
+                add(Finding("orphan-untracked", f"inode {ino} has nlink 0 but no orphan record "
+                                                "(nothing will ever free it)", ino=ino))
+        elif counted != n:
             add(Finding("nlink-mismatch", f"inode {ino} has nlink {n} but {counted} entries name it",
                         ino=ino))
+    for ino, n in dir_nlink.items():
+        want = 2 + subdirs.get(ino, 0)  # "." and the parent's entry, and each child's ".."
+        if n != want and not (n == 0 and ino in orphans):
+            add(Finding("nlink-mismatch", f"directory {ino} has nlink {n}, expected {want} "
+                                          f"(2 + {subdirs.get(ino, 0)} subdirectories)", ino=ino))
     referenced: dict[int, tuple[int, bytes]] = {}
     for cid, count in refs.items():
         rec = records.get(cid)
@@ -149,6 +156,10 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
             add(Finding("refcount-mismatch", f"chunk {cid} records {rec[0]} references, extents hold "
                                              f"{count}", chunk=cid))
         referenced[cid] = (rec[1], rec[2])
+        end, ino = reach.get(cid, (0, 0))
+        if end > rec[1]:
+            add(Finding("extent-past-chunk-end", f"inode {ino} reads chunk {cid} up to byte {end}, "
+                                                 f"but the chunk holds {rec[1]}", ino=ino, chunk=cid))
     for cid, (recorded, _, _) in records.items():
         if recorded and cid not in refs:
             add(Finding("refcount-mismatch", f"chunk {cid} records {recorded} references, extents hold 0",
@@ -159,7 +170,7 @@ def _scan_metadata(fs: Filesystem, report: FsckReport, tick: _Ticker) -> dict[in
 
 async def fsck(fs: Filesystem, *, verify: bool = False, progress: Progress | None = None) -> FsckReport:
     report = FsckReport()
-    tick = _Ticker(progress)
+    tick = Ticker(progress)
     referenced = await asyncio.to_thread(_scan_metadata, fs, report, tick)
     sem = asyncio.Semaphore(CONCURRENCY)
     done = 0

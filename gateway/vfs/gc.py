@@ -11,6 +11,11 @@ deleted while something may still read it:
 * unreferenced chunks: bytes made durable by a write whose metadata never
   committed (a crash, a refused checksum). Found by listing the chunk store; the
   grace period keeps chunks of writes still in flight (in any process) safe.
+
+The chunk store is listed once, before any chunk is deleted: the listing gives the
+sizes that make ``bytes_freed`` (trash records keep no size) and the unreferenced
+candidates. A long run reports progress through a Ticker (``samebytes gc`` prints it
+on stderr, as fsck does).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import TYPE_CHECKING
 from chunkstore import ChunkError
 from metadata import Txn
 from metadata import namespace as ns
+
+from .progress import Progress, Ticker
 
 if TYPE_CHECKING:
     from .core import Core as Filesystem
@@ -35,14 +42,20 @@ class GcReport:
     orphan_inodes: int = 0
     trash_chunks: int = 0
     unreferenced_chunks: int = 0
+    bytes_freed: int = 0    # of the chunks deleted from the store by this pass
+    chunks_listed: int = 0
     errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
 
-async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
+async def collect(fs: Filesystem, grace_seconds: float, *, progress: Progress | None = None,
+                  progress_every: float = 5.0) -> GcReport:
+    """One collector pass; progress (if given) gets a line at most every progress_every
+    seconds while the store is listed and chunks are deleted, and a summary at the end."""
     report = GcReport()
+    tick = Ticker(progress, progress_every)
     now = time.time_ns()
     cutoff = now - int(grace_seconds * 1e9)
 
@@ -84,8 +97,22 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
             return n
         report.orphan_inodes += await fs._write(free)
 
-    # 2. Trashed chunks past their grace.
+    # 2. List the store (sizes of what gets deleted; crash leftovers past the grace).
     due = fs._read(lambda txn: [cid for cid, t in ns.trash(txn) if t <= cutoff])
+    due_set = set(due)
+    sizes: dict[int, int] = {}
+    candidates: list[int] = []
+    cutoff_s = time.time() - grace_seconds
+    async for cid, mtime, size in fs.chunks.sized_ids():
+        report.chunks_listed += 1
+        if cid in due_set:
+            sizes[cid] = size or 0
+        elif mtime <= cutoff_s:
+            candidates.append(cid)
+            sizes[cid] = size or 0
+        tick(lambda: f"gc: {report.chunks_listed:,} chunks listed")
+
+    # 3. Trashed chunks past their grace.
     for i in range(0, len(due), BATCH):
         part = due[i:i + BATCH]
         done = []
@@ -93,8 +120,11 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
             try:
                 await fs.chunks.delete(cid)
                 done.append(cid)
+                report.bytes_freed += sizes.get(cid, 0)  # not listed: already gone
             except ChunkError:
                 report.errors += 1
+            tick(lambda: f"gc: {report.trash_chunks + len(done):,}/{len(due):,} trashed chunks "
+                         f"deleted, {report.bytes_freed:,} bytes freed")
 
         def forget(txn: Txn, done: list[int] = done) -> None:
             for cid in done:
@@ -102,12 +132,8 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
         await fs._write(forget)
         report.trash_chunks += len(done)
 
-    # 3. Chunks no metadata knows, older than the grace (crash leftovers).
-    cutoff_s = time.time() - grace_seconds
-    candidates: list[int] = []
-    async for cid, mtime in fs.chunks.ids():
-        if mtime <= cutoff_s:
-            candidates.append(cid)
+    # 4. Chunks no metadata knows, older than the grace (crash leftovers). Known-ness is
+    # read now, after the listing: a chunk committed meanwhile is known and stays.
     for i in range(0, len(candidates), BATCH):
         part = candidates[i:i + BATCH]
         unknown = fs._read(lambda txn, part=part: [c for c in part if not ns.chunk_known(txn, c)])
@@ -115,7 +141,13 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
             try:
                 await fs.chunks.delete(cid)
                 report.unreferenced_chunks += 1
+                report.bytes_freed += sizes[cid]
             except ChunkError:
                 report.errors += 1
+            tick(lambda: f"gc: {report.unreferenced_chunks:,} unreferenced chunks deleted "
+                         f"({i + len(part):,}/{len(candidates):,} old enough checked), "
+                         f"{report.bytes_freed:,} bytes freed")
     fs.meta.env.reader_check()
+    tick.done(f"gc: done: {report.trash_chunks + report.unreferenced_chunks:,} chunks deleted, "
+              f"{report.bytes_freed:,} bytes freed, {report.errors:,} errors")
     return report

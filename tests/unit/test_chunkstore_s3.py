@@ -112,3 +112,34 @@ def test_data_folder_refuses_a_different_backend(tmp_path: Path) -> None:
     assert open_store(tmp_path, None).name == "s3"  # none given: the recorded one
     with pytest.raises(ValueError):
         open_store(tmp_path / "x", BackendSpec(url="ftp://nope"))
+
+
+@pytest.mark.parametrize("cache_size", [0, 16 << 20])
+async def test_every_range_of_a_fetched_chunk_reads_back_exactly(moto: ChunkBackend, tmp_path: Path,
+                                                                  cache_size: int) -> None:
+    # A chunk longer than two 1 MiB segments with a short tail: ranges inside one segment,
+    # across segment edges, whole segments and the whole chunk.
+    import random
+    data = os.urandom(2 * 1024 * KiB + 300 * KiB + 7)
+    backend = S3ChunkStore(location(moto))
+    info = await backend.put(0xABC, data)
+    cache = CachedChunkStore(backend, tmp_path / "cache", cache_size)
+    try:
+        seg = 1024 * KiB
+        ranges = [(0, len(data)), (0, seg), (seg, seg), (2 * seg, len(data) - 2 * seg),
+                  (seg - 1, 2), (10, 2 * seg), (len(data) - 1, 1)]
+        rnd = random.Random(7)
+        ranges += [(o, rnd.randint(1, len(data) - o)) for o in
+                   (rnd.randrange(len(data)) for _ in range(40))]
+        for off, n in ranges:
+            assert await cache.get(info, off, n) == data[off:off + n], (off, n)
+    finally:
+        await cache.close()
+    if cache_size:  # close() finished the background cache write: a new cache in front of
+        # an empty bucket can only answer from that file
+        again = CachedChunkStore(S3ChunkStore(location(moto)), tmp_path / "cache", cache_size)
+        try:
+            assert await again.get(info, 5, 1000) == data[5:1005]
+            assert again.cached_bytes() == len(data)
+        finally:
+            await again.close()

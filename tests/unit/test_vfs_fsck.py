@@ -132,6 +132,53 @@ async def test_a_corrupt_inline_extent_is_reported(fs: Filesystem) -> None:
     assert [(f.kind, f.ino) for f in report.findings] == [("inline-corrupt", small)]
 
 
+async def test_an_extent_reading_past_its_chunk_end_is_reported(fs: Filesystem) -> None:
+    inos = await populate(fs)
+    victim = chunk_ids(fs, inos["file"])[0]  # the file's first chunk, read whole
+
+    def shrink(txn) -> None:  # type: ignore[no-untyped-def]
+        refs, size, sums = decode_chunk(txn.get("chunk", u64(victim)))
+        txn.put("chunk", u64(victim), encode_chunk(refs, size - 10, sums))
+    await fs.meta.write(shrink)
+    report = await fsck(fs)
+    assert [(f.kind, f.ino, f.chunk) for f in report.findings] == [
+        ("extent-past-chunk-end", inos["file"], victim)]
+    assert f"up to byte {CHUNK}" in report.findings[0].detail
+
+
+async def test_a_wrong_directory_nlink_is_reported(fs: Filesystem) -> None:
+    await populate(fs)
+    await fs.mkdir(ROOT, ROOT_INO, b"sub")
+    bucket = (await fs.lookup(ROOT, ROOT_INO, b"bkt")).ino
+
+    def damage(txn) -> None:  # type: ignore[no-untyped-def]
+        node = decode_inode(bucket, txn.get("inode", u64(bucket)))
+        node.nlink += 1
+        txn.put("inode", u64(bucket), encode_inode(node))
+    assert (await fsck(fs)).clean  # the root's nlink counts bkt and sub
+    await fs.meta.write(damage)
+    report = await fsck(fs)
+    assert [(f.kind, f.ino) for f in report.findings] == [("nlink-mismatch", bucket)]
+    assert "expected 2" in report.findings[0].detail
+
+
+async def test_an_unlinked_inode_missing_from_the_orphan_list_is_reported(fs: Filesystem) -> None:
+    await populate(fs)
+    f = await fs.create(ROOT, ROOT_INO, b"doomed")
+    h = await fs.open(ROOT, f.ino, os.O_RDWR)
+    await fs.unlink(ROOT, ROOT_INO, b"doomed")  # open here: nlink 0 and an orphan record
+    try:
+        assert (await fsck(fs)).clean
+
+        def damage(txn) -> None:  # type: ignore[no-untyped-def]
+            txn.delete("orphan", u64(f.ino))
+        await fs.meta.write(damage)
+        report = await fsck(fs)
+        assert [(x.kind, x.ino) for x in report.findings] == [("orphan-untracked", f.ino)]
+    finally:
+        await fs.release(h.fh)
+
+
 def test_the_command_exits_1_with_the_findings_and_0_when_clean(tmp_path: Path) -> None:
     import asyncio
 
