@@ -93,14 +93,16 @@ def chunk_errors(exc: ChunkError) -> Exception:
 
 
 async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
-                      data: bytes | bytearray | memoryview, out: Written) -> None:
-    """Make data durable as one inline extent or one chunk, appended to out."""
+                      data: bytes | bytearray | memoryview, out: Written, *,
+                      durable: bool = True) -> None:
+    """Store data as one inline extent or one chunk, appended to out. With durable
+    False the chunk must go through ``chunks.sync`` before metadata points at it."""
     if len(data) <= INLINE_MAX:
         out.extents.append(Extent(offset, len(data), data=bytes(data)))
         return
     cid = await ids.take()
     try:
-        info = await chunks.put(cid, data)
+        info = await (chunks.put(cid, data) if durable else chunks.put_unsynced(cid, data))
     except ChunkError as e:
         raise chunk_errors(e) from e
     out.chunks.append(info)
@@ -108,13 +110,15 @@ async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
 
 
 async def store_ranges(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
-                       ranges: Iterable[tuple[int, bytes | bytearray]]) -> Written:
-    """Write dirty ranges as chunk_size pieces."""
+                       ranges: Iterable[tuple[int, bytes | bytearray]], *,
+                       durable: bool = True) -> Written:
+    """Write dirty ranges as chunk_size pieces (extents in range order)."""
     out = Written([], [])
     for start, data in ranges:
         view = memoryview(data)
         for at in range(0, len(view), chunk_size):
-            await store_piece(chunks, ids, start + at, view[at:at + chunk_size], out)
+            await store_piece(chunks, ids, start + at, view[at:at + chunk_size], out,
+                              durable=durable)
     return out
 
 

@@ -1,10 +1,13 @@
 """Open files of this process: the per-inode write buffer of the mount doors.
 
-Writes land here first. At a size threshold they spill into durable chunks; the
-metadata that points at those chunks commits only on flush (fsync, FUSE
-flush/release, NFS COMMIT), so other doors never see a half-written file. Every handle of the same inode
-shares one OpenFile, so a read through any handle sees bytes written through
-another before they are flushed.
+Writes land here first. At a size threshold the buffer is detached and spilled into
+chunks in the background (a few spills in flight per file, so a writer keeps going
+while earlier chunks are written); the metadata that points at those chunks commits
+only on flush (fsync, FUSE flush/release, NFS COMMIT), so other doors never see a
+half-written file. Spilled chunks are written without a flush to disk: the commit
+syncs them all at once, before the metadata that points at them. Every handle of the
+same inode shares one OpenFile, so a read through any handle sees bytes written
+through another before they are flushed.
 """
 
 from __future__ import annotations
@@ -12,8 +15,18 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from .data import Written
+
+# The ETag MD5 of mount writes runs here, off the event loop (MD5 is ~0.5 GiB/s, the
+# slowest step of a large write). One thread: updates run in submission order, which
+# is write order for every file.
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfs-md5")
+# Writes smaller than this are hashed inline when nothing is queued: a thread hop
+# costs more than hashing a few KiB.
+HASH_INLINE_MAX = 64 << 10
 
 
 class WriteBuffer:
@@ -87,40 +100,122 @@ class WriteBuffer:
         return list(zip(self.starts, self.datas))
 
 
+@dataclass(slots=True, eq=False)
+class Spill:
+    """A detached write buffer on its way to chunks (task), readable until it settles."""
+
+    seq: int
+    buffer: WriteBuffer
+    task: asyncio.Future[Written]
+    retried: bool = field(default=False)
+
+    def failed(self) -> BaseException | None:
+        t = self.task
+        if not t.done():
+            return None
+        if t.cancelled():
+            return asyncio.CancelledError()
+        return t.exception()
+
+
 class OpenFile:
-    """What this process knows about one open inode beyond its committed metadata."""
+    """What this process knows about one open inode beyond its committed metadata.
+
+    Newest last: committed metadata, ``stored`` (spilled chunks, not yet committed),
+    ``pending`` spills (buffers still being written), ``dirty``. Spills settle into
+    ``stored`` strictly in the order they were started, so later writes always shadow
+    earlier ones, whatever order the chunk writes finish in.
+    """
 
     def __init__(self, ino: int, size: int, md5_from_zero: bool) -> None:
         self.ino = ino
         self.handles = 0
         self.dirty = WriteBuffer()
-        self.flushing = WriteBuffer()  # detached for a spill in progress; still readable
-        self.spilled = Written([], [])  # durable chunks not yet committed to metadata
+        self.pending: list[Spill] = []     # spills in flight (or failed), oldest first
+        self.stored: list[tuple[int, Written]] = []  # (spill seq, chunks) not yet committed
+        self.next_seq = 0
         self.size = size               # logical size including unflushed writes
         self.mtime_ns = 0              # last write time not yet committed (0: none)
-        self.lock = asyncio.Lock()     # one flush at a time
+        self.lock = asyncio.Lock()     # one commit at a time
         # ETag of a mount-written file is the MD5 of its bytes when they were written
         # sequentially from offset 0 (DESIGN.md); otherwise it stays unknown.
         self._md5: hashlib._Hash | None = hashlib.md5() if md5_from_zero else None
         self._md5_end = 0
+        self._hashing: Future[None] | None = None  # the last update queued on _HASHER
         self.truncated = False
 
+    # -- layers, as the read path sees them ----------------------------------------------
+
+    @property
+    def spilled(self) -> Written:
+        """Every settled, uncommitted chunk, in spill order."""
+        out = Written([], [])
+        for _, w in self.stored:
+            out.extend(w)
+        return out
+
+    @property
+    def flushing(self) -> list[WriteBuffer]:
+        return [s.buffer for s in self.pending]
+
+    def layers(self) -> list[WriteBuffer]:
+        """The in-memory layers over ``spilled``, oldest first. Detached buffers are never
+        changed again, so a reader may keep this list across an await."""
+        return [s.buffer for s in self.pending] + [self.dirty]
+
+    def has_unsettled(self) -> bool:
+        return bool(self.pending or self.stored or self.dirty)
+
+    def settle(self) -> None:
+        """Move finished spills, in order, from ``pending`` to ``stored``."""
+        while self.pending and self.pending[0].task.done() and self.pending[0].failed() is None:
+            s = self.pending.pop(0)
+            self.stored.append((s.seq, s.task.result()))
+
+    def first_failure(self) -> Spill | None:
+        for s in self.pending:
+            if s.failed() is not None:
+                return s
+        return None
+
+    # -- the ETag ---------------------------------------------------------------------------
+
     def note_write(self, offset: int, data: bytes | memoryview) -> None:
-        if self._md5 is not None:
-            if offset == self._md5_end:
-                self._md5.update(data)
-                self._md5_end += len(data)
-            else:
-                self._md5 = None
+        if self._md5 is None:
+            return
+        if offset != self._md5_end:
+            self._md5 = None
+            return
+        self._md5_end += len(data)
+        if len(data) <= HASH_INLINE_MAX and (self._hashing is None or self._hashing.done()):
+            self._md5.update(data)
+        else:
+            # data is immutable (bytes) or never reused by its owner; the thread keeps it.
+            self._hashing = _HASHER.submit(self._md5.update, data)
 
     def note_truncate(self, size: int) -> None:
         if size == 0:
             self._md5 = hashlib.md5()
             self._md5_end = 0
+            self._hashing = None  # updates still queued go to the discarded object
         elif self._md5 is not None and size != self._md5_end:
             self._md5 = None
 
-    def etag(self) -> str:
-        if self._md5 is not None and self._md5_end == self.size:
-            return self._md5.hexdigest()
-        return ""
+    def lose_etag(self) -> None:
+        self._md5 = None
+
+    def etag(self) -> asyncio.Future[str]:
+        """The ETag for the bytes written so far (resolves once queued hashing is done);
+        "" when the writes were not sequential from offset 0."""
+        loop = asyncio.get_running_loop()
+        if self._md5 is None or self._md5_end != self.size:
+            fut: asyncio.Future[str] = loop.create_future()
+            fut.set_result("")
+            return fut
+        md5 = self._md5
+        if self._hashing is None or self._hashing.done():
+            fut = loop.create_future()
+            fut.set_result(md5.hexdigest())
+            return fut
+        # Queued behind the updates made so far, ahead of any made later.
+        return asyncio.wrap_future(_HASHER.submit(lambda: md5.copy().hexdigest()), loop=loop)
