@@ -20,6 +20,7 @@ from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 
 from .errors import DataCorrupt, NoSpace, StorageError, Unavailable
+from .hashing import Md5Stream
 
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
@@ -131,27 +132,24 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     64 MiB put run at a fifth of the disk (bench/vfs.py). The MD5 runs in a worker
     thread beside them (hashlib releases the GIL), strictly in body order.
     """
-    md5 = hashlib.md5()
+    md5 = Md5Stream()
     out = Written([], [])
     offset = 0
-    hashing: asyncio.Future[None] | None = None
     inflight: set[asyncio.Future[None]] = set()
 
     async def flush(piece: bytearray | memoryview) -> None:
-        nonlocal offset, hashing
-        if hashing is not None:
-            await hashing  # MD5 updates must happen in order
-            hashing = None
-        if len(piece) > INLINE_MAX:
-            hashing = asyncio.ensure_future(asyncio.to_thread(md5.update, piece))
-        else:
-            md5.update(piece)
+        nonlocal offset
+        # Bounded: a disk or a hash slower than the body holds at most about
+        # WRITE_AHEAD chunks in memory.
+        await md5.wait_below(WRITE_AHEAD)
+        md5.update(piece)
         while len(inflight) >= WRITE_AHEAD:
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 inflight.discard(t)
                 t.result()
-        inflight.add(asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out)))
+        inflight.add(asyncio.ensure_future(
+            store_piece(chunks, ids, offset, piece, out)))
         offset += len(piece)
 
     # Each chunk is filled in place in its own buffer, handed over whole and never
@@ -184,18 +182,17 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
                     fill = 0
         if fill:
             await flush(view[:fill])
-        if hashing is not None:
-            await hashing
+        digest = md5.hexdigest_now()
         await asyncio.gather(*inflight)
+        md5_hex = await digest
     except BaseException:
         for t in inflight:
             t.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)
-        if hashing is not None:
-            await asyncio.gather(hashing, return_exceptions=True)
+        await asyncio.gather(md5.hexdigest_now(), return_exceptions=True)
         await discard(chunks, out)  # the body failed: nothing will point at these
         raise
-    return out, offset, md5.hexdigest()
+    return out, offset, md5_hex
 
 
 async def discard(chunks: ChunkStore, written: Written) -> None:
