@@ -94,6 +94,21 @@ class WriteBuffer:
             if a < b:
                 buf[a - offset:b - offset] = memoryview(d)[a - s:b - s]
 
+    def split_tail(self, unit: int) -> WriteBuffer:
+        """For a single range (a sequential writer): cut off and return the bytes past
+        its last whole ``unit``, so that a spill writes whole chunks and the tail keeps
+        growing in memory. Several ranges: nothing is cut (an empty buffer)."""
+        tail = WriteBuffer()
+        if len(self.starts) != 1:
+            return tail
+        data = self.datas[0]
+        keep = len(data) // unit * unit
+        if 0 < keep < len(data):
+            tail.write(self.starts[0] + keep, memoryview(data)[keep:])
+            del data[keep:]
+            self.nbytes = keep
+        return tail
+
     def ranges(self) -> list[tuple[int, bytearray]]:
         return list(zip(self.starts, self.datas))
 

@@ -584,7 +584,7 @@ class Filesystem(MultipartOps):
         f.size = max(f.size, offset + len(payload))
         f.mtime_ns = now_ns()
         if f.dirty.nbytes >= self.chunk_size:
-            self._start_spill(f)
+            self._start_spill(f, whole_chunks=True)
         return len(payload)
 
     async def flush(self, fh: int) -> None:
@@ -616,9 +616,11 @@ class Filesystem(MultipartOps):
                 ns.free_inode(txn, ino, now)
         await self._write(op)
 
-    def _start_spill(self, f: OpenFile) -> Spill:
-        """Detach the dirty buffer and write it to chunks in the background."""
-        buf, f.dirty = f.dirty, WriteBuffer()
+    def _start_spill(self, f: OpenFile, whole_chunks: bool = False) -> Spill:
+        """Detach the dirty buffer and write it to chunks in the background (with
+        whole_chunks, a sequential writer's tail past the last whole chunk stays)."""
+        buf = f.dirty
+        f.dirty = buf.split_tail(self.chunk_size) if whole_chunks else WriteBuffer()
         s = Spill(f.next_seq, buf, asyncio.ensure_future(self._store_spill(buf)))
         f.next_seq += 1
         s.task.add_done_callback(lambda _: f.settle())

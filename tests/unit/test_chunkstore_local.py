@@ -657,3 +657,28 @@ async def test_full_disk_raises_chunk_store_full_and_earlier_chunks_survive(
         assert await s.get(await s.put(100, b"after")) == b"after"
     finally:
         await s.close()
+
+
+@pytest.mark.asyncio
+async def test_put_unsynced_flushes_nothing_until_sync_flushes_each_chunk_and_directory_once(
+    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [0x0101, 0x0101 + 0x10000, 0x0202]  # two share a directory
+    for cid in ids:
+        await store.put(cid + 0x20000, b"makes the directories")  # the slow path fsyncs
+    events: list[str] = []
+    for name in ("fdatasync", "fsync"):
+        monkeypatch.setattr(os, name, recording(events, name, getattr(os, name)))
+    infos = [await store.put_unsynced(cid, b"payload %d" % cid) for cid in ids]
+    assert events == []  # written and renamed into place, nothing flushed
+    assert [await store.get(i) for i in infos] == [b"payload %d" % cid for cid in ids]
+    await store.sync(ids)
+    assert sorted(events) == ["fdatasync"] * 3 + ["fsync"] * 2
+
+
+@pytest.mark.asyncio
+async def test_sync_of_a_chunk_that_is_not_there_is_an_error_naming_it(
+    store: LocalChunkStore,
+) -> None:
+    with pytest.raises(ChunkError, match=chunk_name(0xABC)):
+        await store.sync([0xABC])
