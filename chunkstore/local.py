@@ -16,6 +16,7 @@ import asyncio
 import errno
 import os
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,8 @@ class LocalChunkStore(ChunkStore):
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
         self._closed = False
+        self._fresh: set[str] = set()  # top directories made, not yet fsynced into parents
+        self._fresh_lock = threading.Lock()
 
     def path(self, chunk_id: int) -> Path:
         xx, yy = _subdir(chunk_id)
@@ -107,6 +110,13 @@ class LocalChunkStore(ChunkStore):
         by_dir: dict[tuple[str, str], list[int]] = {}
         for cid in dict.fromkeys(chunk_ids):
             by_dir.setdefault(_subdir(cid), []).append(cid)
+        if not by_dir:
+            return
+        tops = [xx for xx, _ in by_dir]
+        try:
+            await self._run(self._sync_fresh, tops)
+        except OSError as e:
+            raise _os_error(chunk_ids[0], "fsync of new chunk directories", e) from e
         results = await asyncio.gather(*(self._run(self._sync_dir, ids) for ids in by_dir.values()),
                                        return_exceptions=True)
         for r in results:
@@ -132,20 +142,37 @@ class LocalChunkStore(ChunkStore):
         except OSError as e:
             raise _os_error(chunk_ids[0], "fsync of chunk directory", e) from e
 
-    def _open_dir(self, chunk_id: int) -> int:
+    def _open_dir(self, chunk_id: int, durable: bool = True) -> int:
         xx, yy = _subdir(chunk_id)
         leaf = self.root / xx / yy
         try:
-            return os.open(leaf, _DIR_FLAGS)
+            fd = os.open(leaf, _DIR_FLAGS)
         except FileNotFoundError:
-            pass
-        # A new directory's name is only durable once its parent is fsynced. Every put that
-        # took this slow path fsyncs all three parents, even for directories another thread
-        # created: that thread may not have fsynced yet when this put would return.
-        os.makedirs(leaf, exist_ok=True)
-        for d in (self.root.parent, self.root, self.root / xx):
+            os.makedirs(leaf, exist_ok=True)
+            with self._fresh_lock:
+                self._fresh.add(xx)
+            fd = os.open(leaf, _DIR_FLAGS)
+        if durable:
+            try:
+                self._sync_fresh([xx])
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
+
+    def _sync_fresh(self, tops: list[str]) -> None:
+        """A new directory's name is only durable once its parent is fsynced. Directories
+        created here and not yet fsynced into their parents are remembered (``_fresh``), so
+        that a put that finds one already made by another thread still waits for that,
+        and an unsynced put leaves it to ``sync``."""
+        with self._fresh_lock:
+            todo = [xx for xx in dict.fromkeys(tops) if xx in self._fresh]
+        if not todo:
+            return
+        for d in (self.root.parent, self.root, *(self.root / xx for xx in todo)):
             _fsync_dir(d)
-        return os.open(leaf, _DIR_FLAGS)
+        with self._fresh_lock:
+            self._fresh.difference_update(todo)
 
     def _put_sync(self, chunk_id: int, data: bytes | bytearray | memoryview,
                   durable: bool = True) -> ChunkInfo:
@@ -154,7 +181,7 @@ class LocalChunkStore(ChunkStore):
         final = chunk_name(chunk_id)
         tmp = f"{TEMP_PREFIX}{final}-{secrets.token_hex(8)}"
         try:
-            dfd = self._open_dir(chunk_id)
+            dfd = self._open_dir(chunk_id, durable)
         except OSError as e:
             raise _os_error(chunk_id, "creating chunk directory", e) from e
         try:

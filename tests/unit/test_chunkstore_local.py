@@ -682,3 +682,33 @@ async def test_sync_of_a_chunk_that_is_not_there_is_an_error_naming_it(
 ) -> None:
     with pytest.raises(ChunkError, match=chunk_name(0xABC)):
         await store.sync([0xABC])
+
+
+@pytest.mark.asyncio
+async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_by_sync(
+    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_open, real_fsync = os.open, os.fsync
+    fd_paths: dict[int, str] = {}
+
+    def spy_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        fd_paths[fd] = str(path)
+        return fd
+
+    def spy_fsync(fd: int) -> None:
+        synced.append(fd_paths.get(fd, "?"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    await store.put_unsynced(0x0301, b"x")
+    assert synced == []
+    await store.put(0x0301 + 0x10000, b"y")  # a durable put into the same new directory waits
+    root = store.root
+    assert synced[:3] == [str(root.parent), str(root), str(root / "01")]
+    synced.clear()
+    await store.put_unsynced(0x0402, b"z")
+    await store.sync([0x0402])
+    assert synced == [str(root.parent), str(root), str(root / "02"), str(root / "02" / "04")]
