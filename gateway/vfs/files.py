@@ -146,6 +146,7 @@ class OpenFile:
         self.dirty = WriteBuffer()
         self.pending: list[Spill] = []     # spills in flight (or failed), oldest first
         self.stored: list[tuple[int, Written]] = []  # (spill seq, chunks) not yet committed
+        self.registering: set[int] = set()  # chunk ids spilled, not yet committed or dropped
         self.next_seq = 0
         self.size = size               # logical size including unflushed writes
         self.mtime_ns = 0              # last write time not yet committed (0: none)
@@ -175,6 +176,11 @@ class OpenFile:
         """The in-memory layers over ``spilled``, oldest first. Detached buffers are never
         changed again, so a reader may keep this list across an await."""
         return [s.buffer for s in self.pending] + [self.dirty]
+
+    def chunk_ids(self) -> set[int]:
+        """Every uncommitted chunk of this file known to metadata as pending (the
+        collector must not take them while this process lives)."""
+        return self.registering | {c.chunk_id for _, w in self.stored for c in w.chunks}
 
     def has_unsettled(self) -> bool:
         return bool(self.pending or self.stored or self.dirty)

@@ -621,17 +621,21 @@ class Filesystem(MultipartOps):
         whole_chunks, a sequential writer's tail past the last whole chunk stays)."""
         buf = f.dirty
         f.dirty = buf.split_tail(self.chunk_size) if whole_chunks else WriteBuffer()
-        s = Spill(f.next_seq, buf, asyncio.ensure_future(self._store_spill(buf)))
+        s = Spill(f.next_seq, buf, asyncio.ensure_future(self._store_spill(f, buf)))
         f.next_seq += 1
         s.task.add_done_callback(lambda _: f.settle())
         f.pending.append(s)
         return s
 
-    async def _store_spill(self, buf: WriteBuffer) -> data.Written:
+    async def _store_spill(self, f: OpenFile, buf: WriteBuffer) -> data.Written:
         # Unsynced: the commit that publishes these chunks syncs them first (durability
         # order), so a writer never waits for the disk's flush between two chunks.
         written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
                                           buf.ranges(), durable=False)
+        ids = {c.chunk_id for c in written.chunks}
+        # This process's collector must know them as ours from the moment their pending
+        # record commits, not only once this task's result is settled.
+        f.registering |= ids
 
         def op(txn: Txn) -> None:
             # Known to metadata (refs 0, pending for this process): the collector leaves
@@ -644,13 +648,13 @@ class Filesystem(MultipartOps):
             try:
                 await self._write(op)
             except BaseException:
+                f.registering -= ids
                 await data.discard(self.chunks, written)
                 raise
         return written
 
-    @staticmethod
-    def _retry(f: OpenFile, s: Spill, store: Any) -> None:
-        s.task = asyncio.ensure_future(store(s.buffer))
+    def _retry(self, f: OpenFile, s: Spill) -> None:
+        s.task = asyncio.ensure_future(self._store_spill(f, s.buffer))
         s.task.add_done_callback(lambda _: f.settle())
 
     async def _wait_oldest_spill(self, f: OpenFile) -> None:
@@ -663,7 +667,7 @@ class Filesystem(MultipartOps):
             f.settle()
             return
         if f.pending and f.pending[0] is s and s.task.done():
-            self._retry(f, s, self._store_spill)
+            self._retry(f, s)
         raise err
 
     async def _settle_upto(self, f: OpenFile, upto: int) -> None:
@@ -681,7 +685,7 @@ class Filesystem(MultipartOps):
                 raise err
             s.retried = True
             if f.pending and f.pending[0] is s and s.task.done():
-                self._retry(f, s, self._store_spill)
+                self._retry(f, s)
 
     def _drop_uncommitted(self, f: OpenFile, committed_size: int) -> None:
         """Chunks whose sync failed cannot be trusted (fsyncgate) and the bytes are no
@@ -692,6 +696,7 @@ class Filesystem(MultipartOps):
             s.task.cancel()
         f.pending.clear()
         f.stored.clear()
+        f.registering.clear()  # pending records of a live writer: the collector frees them
         f.dirty = WriteBuffer()
         f.size = committed_size
         f.mtime_ns = 0
@@ -756,6 +761,7 @@ class Filesystem(MultipartOps):
 
             await self._write(op)
             f.stored = [(seq, w) for seq, w in f.stored if seq > upto]
+            f.registering -= {c.chunk_id for c in spilled.chunks}
             if f.mtime_ns == mtime:
                 f.mtime_ns = 0
 

@@ -48,7 +48,7 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
 
     # 0. Chunks spilled by writers that died before committing them.
     from .core import MY_PID, MY_START, process_start_time
-    mine = {c.chunk_id for f in fs._open.values() for c in f.spilled.chunks}
+    mine = {cid for f in fs._open.values() for cid in f.chunk_ids()}
 
     def abandoned(cid: int, pid: int, start: int) -> bool:
         if pid == MY_PID and start == MY_START:

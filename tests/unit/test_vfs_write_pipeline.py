@@ -258,3 +258,39 @@ async def test_a_write_after_an_error_is_refused_whole(fs: Filesystem) -> None:
     await fs.release(h.fh)
     got = await read_all(fs, ino)
     assert got == b"".join(b"%c" % (65 + i) * CHUNK for i in range(size // CHUNK))
+
+
+async def test_the_collector_never_takes_a_spill_whose_pending_record_just_committed(
+        fs: Filesystem) -> None:
+    """The race: the spill's pending record is committed, its task has not resumed yet,
+    and the collector runs right then."""
+    from gateway.vfs import collect
+
+    ino = await new_file(fs)
+    real_write = fs._write
+    state = {"armed": True, "inside": False, "runs": 0}
+
+    async def write_then_collect(fn):  # type: ignore[no-untyped-def]
+        result = await real_write(fn)
+        if state["armed"] and not state["inside"]:
+            state["inside"] = True
+            try:
+                await collect(fs, grace_seconds=0)
+                state["runs"] += 1
+            finally:
+                state["inside"] = False
+        return result
+
+    fs._write = write_then_collect  # type: ignore[method-assign]
+    h = await fs.open(ROOT, ino, os.O_WRONLY)
+    data = os.urandom(3 * CHUNK)
+    await fs.write(h.fh, 0, data)
+    await settled(fs, ino)
+    state["armed"] = False
+    assert state["runs"] >= 1
+    await fs.release(h.fh)
+    assert await read_all(fs, ino) == data
+    for cid in referenced(fs, ino):
+        assert await fs.chunks.exists(cid)
+    with fs.meta.read() as txn:
+        assert not [c for c, _ in ns.trash(txn) if c in referenced(fs, ino)]
