@@ -1,8 +1,11 @@
 """Moving file bytes to and from chunks: slicing writes into chunks and extents,
 and streaming reads with read-ahead.
 
-Durability order lives here: ``store`` returns only after every chunk it wrote is
-durable, and the caller commits the metadata that points at them afterwards.
+Durability order lives here: ``store_stream`` (and ``store_ranges`` by default)
+returns only after every chunk it wrote is durable, and the caller commits the
+metadata that points at them afterwards. ``store_ranges(durable=False)`` leaves the
+flush to the caller, who must ``ChunkStore.sync`` the chunks before that commit
+(the mount write path: many chunks flushed at once, at fsync/COMMIT).
 """
 
 from __future__ import annotations
