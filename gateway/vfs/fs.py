@@ -662,11 +662,13 @@ class Filesystem(MultipartOps):
         (its bytes stay readable and are retried, as a full disk may get room again)."""
         s = f.pending[0]
         await asyncio.wait([s.task])
+        if not f.pending or f.pending[0] is not s:
+            return  # settled or dropped meanwhile (a failed sync): look again
         err = s.failed()
         if err is None:
             f.settle()
             return
-        if f.pending and f.pending[0] is s and s.task.done():
+        if s.task.done():
             self._retry(f, s)
         raise err
 
@@ -676,6 +678,8 @@ class Filesystem(MultipartOps):
         while f.pending and f.pending[0].seq <= upto:
             s = f.pending[0]
             await asyncio.wait([s.task])
+            if not f.pending or f.pending[0] is not s:
+                continue
             err = s.failed()
             if err is None:
                 f.settle()
