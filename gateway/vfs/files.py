@@ -147,6 +147,7 @@ class OpenFile:
         self.pending: list[Spill] = []     # spills in flight (or failed), oldest first
         self.stored: list[tuple[int, Written]] = []  # (spill seq, chunks) not yet committed
         self.registering: set[int] = set()  # chunk ids spilled, not yet committed or dropped
+        self.registrations: list[asyncio.Future[None]] = []  # their pending records, committing
         self.next_seq = 0
         self.size = size               # logical size including unflushed writes
         self.mtime_ns = 0              # last write time not yet committed (0: none)

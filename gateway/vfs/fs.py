@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from chunkstore import ChunkError, ChunkStore
+from chunkstore import ChunkError, ChunkInfo, ChunkStore
 from chunkstore.select import BackendSpec, open_store
 from metadata import Inode, ROOT_INO, Txn, open_engine
 from metadata import namespace as ns
@@ -56,6 +56,17 @@ CREATE_VERIFIER = "createverf"
 
 _SETATTR_NOW = -1  # atime/mtime value meaning "the current time" (utimensat UTIME_NOW)
 UTIME_NOW = _SETATTR_NOW
+
+
+def _register_pending(txn: Txn, chunks: list[ChunkInfo]) -> None:
+    """Chunks written for an open file and not committed yet: known to metadata (refs
+    0, pending for this process), so no collector takes them however long the file
+    stays open. Chunks already known are left alone (this runs in the background and
+    again in the commit, whichever comes first)."""
+    for c in chunks:
+        if ns.get_chunk(txn, c.chunk_id) is None:
+            ns.register_chunk(txn, c.chunk_id, c.size, c.sums)
+            ns.add_pending(txn, c.chunk_id, MY_PID, MY_START)
 
 
 class Filesystem(MultipartOps):
@@ -632,25 +643,13 @@ class Filesystem(MultipartOps):
         # order), so a writer never waits for the disk's flush between two chunks.
         written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
                                           buf.ranges(), durable=False)
-        ids = {c.chunk_id for c in written.chunks}
-        # This process's collector must know them as ours from the moment their pending
-        # record commits, not only once this task's result is settled.
-        f.registering |= ids
-
-        def op(txn: Txn) -> None:
-            # Known to metadata (refs 0, pending for this process): the collector leaves
-            # them alone however long the file stays open uncommitted.
-            written.register(txn)
-            for c in written.chunks:
-                ns.add_pending(txn, c.chunk_id, MY_PID, MY_START)
-
         if written.chunks:
-            try:
-                await self._write(op)
-            except BaseException:
-                f.registering -= ids
-                await data.discard(self.chunks, written)
-                raise
+            # This process's collector knows them as ours at once; the pending record
+            # (for collectors in other processes, past their grace period) commits in
+            # the background, and the spill does not wait for that metadata flush.
+            f.registering |= {c.chunk_id for c in written.chunks}
+            f.registrations.append(asyncio.ensure_future(
+                self._write(lambda txn: _register_pending(txn, written.chunks))))
         return written
 
     def _retry(self, f: OpenFile, s: Spill) -> None:
@@ -732,6 +731,9 @@ class Filesystem(MultipartOps):
             spilled = data.Written([], [])
             for w in taken:
                 spilled.extend(w)
+            # Background pending records done (a failed one is redone by this commit).
+            registrations, f.registrations = f.registrations, []
+            await asyncio.gather(*registrations, return_exceptions=True)
             try:
                 await self.chunks.sync([c.chunk_id for c in spilled.chunks])
             except ChunkError as e:
@@ -749,6 +751,7 @@ class Filesystem(MultipartOps):
                 inode = ns.get_inode(txn, f.ino)
                 if inode is None:
                     raise NotFound(f"inode {f.ino} was removed")
+                _register_pending(txn, spilled.chunks)  # those whose record failed
                 for c in spilled.chunks:
                     ns.clear_pending(txn, c.chunk_id)
                 for e in spilled.extents:  # in write order: later writes win

@@ -51,9 +51,11 @@ async def read_all(fs: Filesystem, ino: int) -> bytes:
 
 
 async def settled(fs: Filesystem, ino: int) -> None:
+    """Every spill stored and its pending record committed."""
     f = fs._open[ino]
     while f.pending:
         await asyncio.wait([f.pending[0].task])
+    await asyncio.gather(*f.registrations)
 
 
 async def test_the_commit_syncs_spilled_chunks_before_the_metadata_points_at_them(
@@ -78,6 +80,9 @@ async def test_the_commit_syncs_spilled_chunks_before_the_metadata_points_at_the
         await fs.write(h.fh, at, data[at:at + 10_000])
     await settled(fs, ino)
     assert calls == [] and durable_puts == []  # spilled, not flushed, not published
+    with fs.meta.read() as txn:  # but known as this writer's, for any collector
+        pending = {cid for cid, _, _ in ns.pending(txn)}
+    assert len(pending) == 3
     await fs.fsync(h.fh)
     assert len(calls) == 1
     synced, before = calls[0]
@@ -294,3 +299,26 @@ async def test_the_collector_never_takes_a_spill_whose_pending_record_just_commi
         assert await fs.chunks.exists(cid)
     with fs.meta.read() as txn:
         assert not [c for c, _ in ns.trash(txn) if c in referenced(fs, ino)]
+
+
+async def test_a_pending_record_that_failed_is_written_by_the_commit(fs: Filesystem) -> None:
+    from gateway.vfs.fsck import fsck
+
+    ino = await new_file(fs)
+    real_write = fs._write
+    failed = []
+
+    async def fail_first(fn):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(1)
+            raise StorageError("metadata commit failed: Input/output error")
+        return await real_write(fn)
+
+    fs._write = fail_first  # type: ignore[method-assign]
+    h = await fs.open(ROOT, ino, os.O_WRONLY)
+    data = os.urandom(2 * CHUNK)
+    await fs.write(h.fh, 0, data)  # the spill's background pending record fails
+    await fs.release(h.fh)
+    assert failed
+    assert await read_all(fs, ino) == data
+    assert (await fsck(fs)).findings == []
