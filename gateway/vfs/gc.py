@@ -103,6 +103,7 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
         report.trash_chunks += len(done)
 
     # 3. Chunks no metadata knows, older than the grace (crash leftovers).
+    mine = {cid for f in fs._open.values() for cid in f.chunk_ids()}  # spilled meanwhile too
     cutoff_s = time.time() - grace_seconds
     candidates: list[int] = []
     async for cid, mtime in fs.chunks.ids():
@@ -110,7 +111,10 @@ async def collect(fs: Filesystem, grace_seconds: float) -> GcReport:
             candidates.append(cid)
     for i in range(0, len(candidates), BATCH):
         part = candidates[i:i + BATCH]
-        unknown = fs._read(lambda txn, part=part: [c for c in part if not ns.chunk_known(txn, c)])
+        # This process's uncommitted spills may not be known to metadata yet (their
+        # pending record commits in the background): never crash leftovers.
+        unknown = fs._read(lambda txn, part=part: [c for c in part if c not in mine
+                                                   and not ns.chunk_known(txn, c)])
         for cid in unknown:
             try:
                 await fs.chunks.delete(cid)
