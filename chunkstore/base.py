@@ -155,6 +155,18 @@ class ChunkStore(abc.ABC):
         """Store data under chunk_id; durable when it returns. Idempotent for the same id and
         bytes. data must not be mutated until put returns."""
 
+    async def put_unsynced(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
+        """Store data under chunk_id, readable at once but durable only after ``sync`` of
+        its id returned. Lets a writer whose durability point comes later (an NFS COMMIT,
+        an fsync) keep chunk writes off the disk's flush path until then, and flush many
+        chunks at once. Stores where every put is durable anyway keep this default."""
+        return await self.put(chunk_id, data)
+
+    async def sync(self, chunk_ids: list[int]) -> None:
+        """Make the chunks written with ``put_unsynced`` durable; raises ChunkError when it
+        cannot. After a failure the bytes must be taken as lost: a second sync may report
+        success for pages the kernel already dropped (fsyncgate). Default: nothing to do."""
+
     @abc.abstractmethod
     async def get(self, info: ChunkInfo, offset: int = 0, length: int | None = None) -> bytes:
         """Read [offset, offset+length) (to the end when length is None), reading and

@@ -16,6 +16,7 @@ import asyncio
 import errno
 import os
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +87,8 @@ class LocalChunkStore(ChunkStore):
         self._closed = False
         self._fds = OpenChunks(self._open_chunk, _close_quietly)
         self._advised = RecentIds(ADVISED_IDS)
+        self._fresh: set[str] = set()  # top directories made, not yet fsynced into parents
+        self._fresh_lock = threading.Lock()
 
     def path(self, chunk_id: int) -> Path:
         xx, yy = _subdir(chunk_id)
@@ -99,30 +102,92 @@ class LocalChunkStore(ChunkStore):
     # --- put -------------------------------------------------------------------------
 
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
-        return await self._run(self._put_sync, chunk_id, data)
+        return await self._run(self._put_sync, chunk_id, data, True)
 
-    def _open_dir(self, chunk_id: int) -> int:
+    async def put_unsynced(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
+        # The same tmp + rename (a crash never leaves a short file under the final name),
+        # without the fdatasync and the directory fsync: sync() does both later.
+        return await self._run(self._put_sync, chunk_id, data, False)
+
+    async def sync(self, chunk_ids: list[int]) -> None:
+        # One worker call per chunk directory, all at once: the disk (and ext4's journal)
+        # merges concurrent flushes, so N chunks cost far less than N sequential
+        # fdatasync + directory fsync pairs.
+        by_dir: dict[tuple[str, str], list[int]] = {}
+        for cid in dict.fromkeys(chunk_ids):
+            by_dir.setdefault(_subdir(cid), []).append(cid)
+        if not by_dir:
+            return
+        tops = [xx for xx, _ in by_dir]
+        try:
+            await self._run(self._sync_fresh, tops)
+        except OSError as e:
+            raise _os_error(chunk_ids[0], "fsync of new chunk directories", e) from e
+        results = await asyncio.gather(*(self._run(self._sync_dir, ids) for ids in by_dir.values()),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    def _sync_dir(self, chunk_ids: list[int]) -> None:
+        xx, yy = _subdir(chunk_ids[0])
+        for cid in chunk_ids:
+            try:
+                fd = os.open(self.path(cid), os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise _os_error(cid, "opening for fdatasync", e) from e
+            try:
+                # Never retried (fsyncgate): the caller takes a failure as lost bytes.
+                os.fdatasync(fd)
+            except OSError as e:
+                raise _os_error(cid, "fdatasync", e) from e
+            finally:
+                os.close(fd)
+        try:
+            _fsync_dir(self.root / xx / yy)  # the renames into the final names
+        except OSError as e:
+            raise _os_error(chunk_ids[0], "fsync of chunk directory", e) from e
+
+    def _open_dir(self, chunk_id: int, durable: bool = True) -> int:
         xx, yy = _subdir(chunk_id)
         leaf = self.root / xx / yy
         try:
-            return os.open(leaf, _DIR_FLAGS)
+            fd = os.open(leaf, _DIR_FLAGS)
         except FileNotFoundError:
-            pass
-        # A new directory's name is only durable once its parent is fsynced. Every put that
-        # took this slow path fsyncs all three parents, even for directories another thread
-        # created: that thread may not have fsynced yet when this put would return.
-        os.makedirs(leaf, exist_ok=True)
-        for d in (self.root.parent, self.root, self.root / xx):
-            _fsync_dir(d)
-        return os.open(leaf, _DIR_FLAGS)
+            os.makedirs(leaf, exist_ok=True)
+            with self._fresh_lock:
+                self._fresh.add(xx)
+            fd = os.open(leaf, _DIR_FLAGS)
+        if durable:
+            try:
+                self._sync_fresh([xx])
+            except BaseException:
+                os.close(fd)
+                raise
+        return fd
 
-    def _put_sync(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
+    def _sync_fresh(self, tops: list[str]) -> None:
+        """A new directory's name is only durable once its parent is fsynced. Directories
+        created here and not yet fsynced into their parents are remembered (``_fresh``), so
+        that a put that finds one already made by another thread still waits for that,
+        and an unsynced put leaves it to ``sync``."""
+        with self._fresh_lock:
+            todo = [xx for xx in dict.fromkeys(tops) if xx in self._fresh]
+        if not todo:
+            return
+        for d in (self.root.parent, self.root, *(self.root / xx for xx in todo)):
+            _fsync_dir(d)
+        with self._fresh_lock:
+            self._fresh.difference_update(todo)
+
+    def _put_sync(self, chunk_id: int, data: bytes | bytearray | memoryview,
+                  durable: bool = True) -> ChunkInfo:
         view = memoryview(data).cast("B")
         info = ChunkInfo(chunk_id, len(view), block_sums(view))
         final = chunk_name(chunk_id)
         tmp = f"{TEMP_PREFIX}{final}-{secrets.token_hex(8)}"
         try:
-            dfd = self._open_dir(chunk_id)
+            dfd = self._open_dir(chunk_id, durable)
         except OSError as e:
             raise _os_error(chunk_id, "creating chunk directory", e) from e
         try:
@@ -137,10 +202,11 @@ class LocalChunkStore(ChunkStore):
                     done = 0
                     while done < len(view):
                         done += os.write(fd, view[done:])
-                    step = "fdatasync"
-                    # Never retried: after a failed fsync the kernel may have dropped the
-                    # dirty pages and a second fsync would "succeed" (fsyncgate).
-                    os.fdatasync(fd)
+                    if durable:
+                        step = "fdatasync"
+                        # Never retried: after a failed fsync the kernel may have dropped
+                        # the dirty pages and a second fsync would "succeed" (fsyncgate).
+                        os.fdatasync(fd)
                 finally:
                     os.close(fd)
                 step = "renaming"
@@ -151,7 +217,8 @@ class LocalChunkStore(ChunkStore):
                     raise _os_error(chunk_id, step, e) from e
                 raise
             try:
-                os.fsync(dfd)
+                if durable:
+                    os.fsync(dfd)
             except OSError as e:
                 # The name is visible but maybe not durable. It is left in place: it may be
                 # a good copy from an earlier put of the same id that is already referenced.

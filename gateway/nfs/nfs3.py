@@ -335,6 +335,9 @@ class Nfs3:
         try:
             await self.files.commit(ctx.ino)
         except FsError as e:
+            # Unstable writes may be gone (a failed sync drops them, fsyncgate): a new
+            # verifier makes clients resend whatever they have not seen committed.
+            self._lost_writes()
             return t.CommitRes(status_of(e), t.WccData(before, await self._attrs(ctx.ino)))
         return t.CommitRes(t.NFS3_OK, t.WccData(before, await self._attrs(ctx.ino)), verf)
 

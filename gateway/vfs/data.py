@@ -1,15 +1,17 @@
 """Moving file bytes to and from chunks: slicing writes into chunks and extents,
 and streaming reads with read-ahead.
 
-Durability order lives here: ``store`` returns only after every chunk it wrote is
-durable, and the caller commits the metadata that points at them afterwards.
+Durability order lives here: ``store_stream`` (and ``store_ranges`` by default)
+returns only after every chunk it wrote is durable, and the caller commits the
+metadata that points at them afterwards. ``store_ranges(durable=False)`` leaves the
+flush to the caller, who must ``ChunkStore.sync`` the chunks before that commit
+(the mount write path: many chunks flushed at once, at fsync/COMMIT).
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
-import hashlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from metadata import namespace as ns
 from metadata.schema import decode_extent, extent_key, read_u64
 
 from .errors import DataCorrupt, NoSpace, StorageError, Unavailable
+from .hashing import Md5Stream
 
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
@@ -96,14 +99,16 @@ def chunk_errors(exc: ChunkError) -> Exception:
 
 
 async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
-                      data: bytes | bytearray | memoryview, out: Written) -> None:
-    """Make data durable as one inline extent or one chunk, appended to out."""
+                      data: bytes | bytearray | memoryview, out: Written, *,
+                      durable: bool = True) -> None:
+    """Store data as one inline extent or one chunk, appended to out. With durable
+    False the chunk must go through ``chunks.sync`` before metadata points at it."""
     if len(data) <= INLINE_MAX:
         out.extents.append(Extent(offset, len(data), data=bytes(data)))
         return
     cid = await ids.take()
     try:
-        info = await chunks.put(cid, data)
+        info = await (chunks.put(cid, data) if durable else chunks.put_unsynced(cid, data))
     except ChunkError as e:
         raise chunk_errors(e) from e
     out.chunks.append(info)
@@ -111,13 +116,15 @@ async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
 
 
 async def store_ranges(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
-                       ranges: Iterable[tuple[int, bytes | bytearray]]) -> Written:
-    """Write dirty ranges as chunk_size pieces."""
+                       ranges: Iterable[tuple[int, bytes | bytearray]], *,
+                       durable: bool = True) -> Written:
+    """Write dirty ranges as chunk_size pieces (extents in range order)."""
     out = Written([], [])
     for start, data in ranges:
         view = memoryview(data)
         for at in range(0, len(view), chunk_size):
-            await store_piece(chunks, ids, start + at, view[at:at + chunk_size], out)
+            await store_piece(chunks, ids, start + at, view[at:at + chunk_size], out,
+                              durable=durable)
     return out
 
 
@@ -130,27 +137,24 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     64 MiB put run at a fifth of the disk (bench/vfs.py). The MD5 runs in a worker
     thread beside them (hashlib releases the GIL), strictly in body order.
     """
-    md5 = hashlib.md5()
+    md5 = Md5Stream()
     out = Written([], [])
     offset = 0
-    hashing: asyncio.Future[None] | None = None
     inflight: set[asyncio.Future[None]] = set()
 
     async def flush(piece: bytearray | memoryview) -> None:
-        nonlocal offset, hashing
-        if hashing is not None:
-            await hashing  # MD5 updates must happen in order
-            hashing = None
-        if len(piece) > INLINE_MAX:
-            hashing = asyncio.ensure_future(asyncio.to_thread(md5.update, piece))
-        else:
-            md5.update(piece)
+        nonlocal offset
+        # Bounded: a disk or a hash slower than the body holds at most about
+        # WRITE_AHEAD chunks in memory.
+        await md5.wait_below(WRITE_AHEAD)
+        md5.update(piece)
         while len(inflight) >= WRITE_AHEAD:
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 inflight.discard(t)
                 t.result()
-        inflight.add(asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out)))
+        inflight.add(asyncio.ensure_future(
+            store_piece(chunks, ids, offset, piece, out)))
         offset += len(piece)
 
     # Each chunk is filled in place in its own buffer, handed over whole and never
@@ -183,18 +187,17 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
                     fill = 0
         if fill:
             await flush(view[:fill])
-        if hashing is not None:
-            await hashing
+        digest = md5.hexdigest_now()
         await asyncio.gather(*inflight)
+        md5_hex = await digest
     except BaseException:
         for t in inflight:
             t.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)
-        if hashing is not None:
-            await asyncio.gather(hashing, return_exceptions=True)
+        await asyncio.gather(md5.hexdigest_now(), return_exceptions=True)
         await discard(chunks, out)  # the body failed: nothing will point at these
         raise
-    return out, offset, md5.hexdigest()
+    return out, offset, md5_hex
 
 
 async def discard(chunks: ChunkStore, written: Written) -> None:

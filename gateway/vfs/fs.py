@@ -12,6 +12,7 @@ Timestamps are nanoseconds since the epoch. atime is not updated on read
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -19,6 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from chunkstore import ChunkError, ChunkInfo
 from chunkstore.select import BackendSpec, open_store
 from metadata import Inode, ROOT_INO, Txn, open_engine
 from metadata import namespace as ns
@@ -30,7 +32,7 @@ from .errors import (
     Exists, FsError, Invalid, IsDir, NotDir, NotEmpty, NotFound,
     NotPermitted, Stale, StorageError,
 )
-from .files import OpenFile, WriteBuffer
+from .files import OpenFile, Spill, WriteBuffer
 from .keys import check_name
 from .core import (
     DEFAULT_CHUNK_SIZE, DEFAULT_GRACE_SECONDS, MY_PID, MY_START, Handle, now_ns,
@@ -45,6 +47,10 @@ log = logging.getLogger(__name__)
 # Decoded identity records by their stored bytes (see Filesystem.identity).
 _IDENTITIES: dict[bytes, tuple[str, Caller]] = {}
 
+# Spills in flight per open file: a writer keeps going while this many chunks are
+# being written (memory: about SPILL_WINDOW + 1 chunks per file being written).
+SPILL_WINDOW = 4
+
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
@@ -53,6 +59,17 @@ CREATE_VERIFIER = "createverf"
 
 _SETATTR_NOW = -1  # atime/mtime value meaning "the current time" (utimensat UTIME_NOW)
 UTIME_NOW = _SETATTR_NOW
+
+
+def _register_pending(txn: Txn, chunks: list[ChunkInfo]) -> None:
+    """Chunks written for an open file and not committed yet: known to metadata (refs
+    0, pending for this process), so no collector takes them however long the file
+    stays open. Chunks already known are left alone (this runs in the background and
+    again in the commit, whichever comes first)."""
+    for c in chunks:
+        if ns.get_chunk(txn, c.chunk_id) is None:
+            ns.register_chunk(txn, c.chunk_id, c.size, c.sums)
+            ns.add_pending(txn, c.chunk_id, MY_PID, MY_START)
 
 
 class Filesystem(MultipartOps):
@@ -561,14 +578,14 @@ class Filesystem(MultipartOps):
         # (no await between): a commit that lands while the chunks are read resets
         # f.spilled, but the snapshot predates it.
         plan = self._read(op)
-        if not (f.spilled or f.flushing or f.dirty):
+        if not f.has_unsettled():
             # Nothing of this process's own is uncommitted: the snapshot is the file.
             return await data.read_range(self.chunks, plan, offset, end)
-        spilled = data.Written(list(f.spilled.extents), list(f.spilled.chunks))
-        layers = [f.flushing, f.dirty]
+        spilled = f.spilled
+        layers = f.layers()
         buf = await data.read_into(self.chunks, plan, offset, end)
         await data.overlay(self.chunks, spilled, buf, offset)
-        for layer in layers + [b for b in (f.flushing, f.dirty) if all(b is not x for x in layers)]:
+        for layer in layers + [b for b in f.layers() if all(b is not x for x in layers)]:
             layer.overlay(buf, offset)  # then whatever was written meanwhile
         return buf
 
@@ -581,6 +598,9 @@ class Filesystem(MultipartOps):
         f = h.file
         if not payload:
             return 0  # POSIX: a zero-length write changes nothing, even past EOF
+        # Back-pressure before taking the bytes: a write that fails changes nothing.
+        while len(f.pending) >= SPILL_WINDOW:
+            await self._wait_oldest_spill(f)
         if h.append:
             offset = f.size
         f.dirty.write(offset, payload)
@@ -588,7 +608,7 @@ class Filesystem(MultipartOps):
         f.size = max(f.size, offset + len(payload))
         f.mtime_ns = now_ns()
         if f.dirty.nbytes >= self.chunk_size:
-            await self._spill(f)
+            self._start_spill(f, whole_chunks=True)
         return len(payload)
 
     async def flush(self, fh: int) -> None:
@@ -620,43 +640,83 @@ class Filesystem(MultipartOps):
                 ns.free_inode(txn, ino, now)
         await self._write(op)
 
-    async def _spill_locked(self, f: OpenFile) -> None:
-        """Dirty bytes to durable chunks; their extents wait in f.spilled for the commit."""
-        if not f.dirty:
+    def _start_spill(self, f: OpenFile, whole_chunks: bool = False) -> Spill:
+        """Detach the dirty buffer and write it to chunks in the background (with
+        whole_chunks, a sequential writer's tail past the last whole chunk stays)."""
+        buf = f.dirty
+        f.dirty = buf.split_tail(self.chunk_size) if whole_chunks else WriteBuffer()
+        s = Spill(f.next_seq, buf, asyncio.ensure_future(self._store_spill(f, buf)))
+        f.next_seq += 1
+        s.task.add_done_callback(lambda _: f.settle())
+        f.pending.append(s)
+        return s
+
+    async def _store_spill(self, f: OpenFile, buf: WriteBuffer) -> data.Written:
+        # Unsynced: the commit that publishes these chunks syncs them first (durability
+        # order), so a writer never waits for the disk's flush between two chunks.
+        written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
+                                          buf.ranges(), durable=False)
+        if written.chunks:
+            # This process's collector knows them as ours at once; the pending record
+            # (for collectors in other processes, past their grace period) commits in
+            # the background, and the spill does not wait for that metadata flush.
+            f.registering |= {c.chunk_id for c in written.chunks}
+            f.registrations.append(asyncio.ensure_future(
+                self._write(lambda txn: _register_pending(txn, written.chunks))))
+        return written
+
+    def _retry(self, f: OpenFile, s: Spill) -> None:
+        s.task = asyncio.ensure_future(self._store_spill(f, s.buffer))
+        s.task.add_done_callback(lambda _: f.settle())
+
+    async def _wait_oldest_spill(self, f: OpenFile) -> None:
+        """Wait for the oldest spill; if it failed, start it again and raise its error
+        (its bytes stay readable and are retried, as a full disk may get room again)."""
+        s = f.pending[0]
+        await asyncio.wait([s.task])
+        if not f.pending or f.pending[0] is not s:
+            return  # settled or dropped meanwhile (a failed sync): look again
+        err = s.failed()
+        if err is None:
+            f.settle()
             return
-        f.flushing, f.dirty = f.dirty, f.flushing
-        try:
-            written = await data.store_ranges(self.chunks, self.ids, self.chunk_size,
-                                              f.flushing.ranges())
-        except BaseException:
-            # Keep the unwritten bytes, with writes made meanwhile on top.
-            kept = WriteBuffer()
-            for buf in (f.flushing, f.dirty):
-                for start, d in buf.ranges():
-                    kept.write(start, d)
-            f.dirty, f.flushing = kept, WriteBuffer()
-            raise
-        def op(txn: Txn) -> None:
-            written.register(txn)
-            for c in written.chunks:
-                ns.add_pending(txn, c.chunk_id, MY_PID, MY_START)
+        if s.task.done():
+            self._retry(f, s)
+        raise err
 
-        try:
-            await self._write(op)
-        except BaseException:
-            await data.discard(self.chunks, written)
-            kept = WriteBuffer()
-            for buf in (f.flushing, f.dirty):
-                for start, d in buf.ranges():
-                    kept.write(start, d)
-            f.dirty, f.flushing = kept, WriteBuffer()
-            raise
-        f.spilled.extend(written)
-        f.flushing = WriteBuffer()
+    async def _settle_upto(self, f: OpenFile, upto: int) -> None:
+        """Every spill up to seq upto stored; a failed one is tried once more, then its
+        error is raised (its bytes stay pending for the next commit)."""
+        while f.pending and f.pending[0].seq <= upto:
+            s = f.pending[0]
+            await asyncio.wait([s.task])
+            if not f.pending or f.pending[0] is not s:
+                continue
+            err = s.failed()
+            if err is None:
+                f.settle()
+                continue
+            if s.retried:
+                s.retried = False  # the next commit tries again
+                raise err
+            s.retried = True
+            if f.pending and f.pending[0] is s and s.task.done():
+                self._retry(f, s)
 
-    async def _spill(self, f: OpenFile) -> None:
-        async with f.lock:
-            await self._spill_locked(f)
+    def _drop_uncommitted(self, f: OpenFile, committed_size: int) -> None:
+        """Chunks whose sync failed cannot be trusted (fsyncgate) and the bytes are no
+        longer in memory: forget every uncommitted write of f, so that nothing later
+        commits a file with silent holes. NFS clients resend (the verifier changes);
+        a mount's fsync reports EIO, as Linux does after a failed writeback."""
+        for s in f.pending:
+            s.task.cancel()
+        f.pending.clear()
+        f.stored.clear()
+        f.registering.clear()  # pending records of a live writer: the collector frees them
+        f.dirty = WriteBuffer()
+        f.size = committed_size
+        f.mtime_ns = 0
+        f.lose_etag()
 
     async def _commit(self, f: OpenFile) -> None:
         """Make everything written so far durable and visible to every door at once.
@@ -666,19 +726,45 @@ class Filesystem(MultipartOps):
         whole, and the spilled chunks are unreferenced garbage for the collector.
         """
         async with f.lock:
-            if not f.dirty and not f.spilled and not f.mtime_ns:
+            f.settle()
+            if not f.has_unsettled() and not f.mtime_ns:
                 return
-            # What this commit publishes is fixed now, before the spill awaits:
-            # writes made meanwhile stay buffered for the next commit.
-            size, mtime, etag = f.size, f.mtime_ns or now_ns(), f.etag()
-            await self._spill_locked(f)
-            spilled = f.spilled
+            # What this commit publishes is fixed now, before anything awaits: writes
+            # made meanwhile spill on and wait for the next commit.
+            size, mtime = f.size, f.mtime_ns or now_ns()
+            etag_at = f.etag()
+            if f.dirty:
+                self._start_spill(f)
+            upto = f.next_seq - 1
+            try:
+                await self._settle_upto(f, upto)
+            finally:
+                etag = await etag_at
+            taken = [w for seq, w in f.stored if seq <= upto]
+            spilled = data.Written([], [])
+            for w in taken:
+                spilled.extend(w)
+            # Background pending records done (a failed one is redone by this commit).
+            registrations, f.registrations = f.registrations, []
+            await asyncio.gather(*registrations, return_exceptions=True)
+            try:
+                await self.chunks.sync([c.chunk_id for c in spilled.chunks])
+            except ChunkError as e:
+                log.error("syncing chunks of inode %d failed; its uncommitted writes are lost: %s",
+                          f.ino, e)
+                try:
+                    committed = self._read(lambda txn: self._inode(txn, f.ino)).size
+                except FsError:
+                    committed = 0
+                self._drop_uncommitted(f, committed)
+                raise data.chunk_errors(e) from e
             now = now_ns()
 
             def op(txn: Txn) -> None:
                 inode = ns.get_inode(txn, f.ino)
                 if inode is None:
                     raise NotFound(f"inode {f.ino} was removed")
+                _register_pending(txn, spilled.chunks)  # those whose record failed
                 for c in spilled.chunks:
                     ns.clear_pending(txn, c.chunk_id)
                 for e in spilled.extents:  # in write order: later writes win
@@ -694,7 +780,8 @@ class Filesystem(MultipartOps):
                 ns.put_inode(txn, inode)
 
             await self._write(op)
-            f.spilled = data.Written([], [])
+            f.stored = [(seq, w) for seq, w in f.stored if seq > upto]
+            f.registering -= {c.chunk_id for c in spilled.chunks}
             if f.mtime_ns == mtime:
                 f.mtime_ns = 0
 

@@ -61,7 +61,7 @@ async def collect(fs: Filesystem, grace_seconds: float, *, progress: Progress | 
 
     # 0. Chunks spilled by writers that died before committing them.
     from .core import MY_PID, MY_START, process_start_time
-    mine = {c.chunk_id for f in fs._open.values() for c in f.spilled.chunks}
+    mine = {cid for f in fs._open.values() for cid in f.chunk_ids()}
 
     def abandoned(cid: int, pid: int, start: int) -> bool:
         if pid == MY_PID and start == MY_START:
@@ -136,7 +136,12 @@ async def collect(fs: Filesystem, grace_seconds: float, *, progress: Progress | 
     # read now, after the listing: a chunk committed meanwhile is known and stays.
     for i in range(0, len(candidates), BATCH):
         part = candidates[i:i + BATCH]
-        unknown = fs._read(lambda txn, part=part: [c for c in part if not ns.chunk_known(txn, c)])
+        # This process's uncommitted spills may not be known to metadata yet (their
+        # pending record commits in the background): never crash leftovers. Taken
+        # after the listing, so every spill the listing saw is either here or known.
+        in_flight = {cid for f in fs._open.values() for cid in f.chunk_ids()}
+        unknown = fs._read(lambda txn, part=part: [c for c in part if c not in in_flight
+                                                   and not ns.chunk_known(txn, c)])
         for cid in unknown:
             try:
                 await fs.chunks.delete(cid)

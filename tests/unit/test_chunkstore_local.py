@@ -744,3 +744,58 @@ async def test_prefetch_hint_is_harmless_for_missing_and_present_chunks(store: L
     assert await store.get(info, 3, 100) == data[3:103]
     with pytest.raises(ChunkMissing):
         await store.get(ChunkInfo(8, 10, block_sums(b"0123456789")))
+
+
+@pytest.mark.asyncio
+async def test_put_unsynced_flushes_nothing_until_sync_flushes_each_chunk_and_directory_once(
+    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [0x0101, 0x0101 + 0x10000, 0x0202]  # two share a directory
+    for cid in ids:
+        await store.put(cid + 0x20000, b"makes the directories")  # the slow path fsyncs
+    events: list[str] = []
+    for name in ("fdatasync", "fsync"):
+        monkeypatch.setattr(os, name, recording(events, name, getattr(os, name)))
+    infos = [await store.put_unsynced(cid, b"payload %d" % cid) for cid in ids]
+    assert events == []  # written and renamed into place, nothing flushed
+    assert [await store.get(i) for i in infos] == [b"payload %d" % cid for cid in ids]
+    await store.sync(ids)
+    assert sorted(events) == ["fdatasync"] * 3 + ["fsync"] * 2
+
+
+@pytest.mark.asyncio
+async def test_sync_of_a_chunk_that_is_not_there_is_an_error_naming_it(
+    store: LocalChunkStore,
+) -> None:
+    with pytest.raises(ChunkError, match=chunk_name(0xABC)):
+        await store.sync([0xABC])
+
+
+@pytest.mark.asyncio
+async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_by_sync(
+    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_open, real_fsync = os.open, os.fsync
+    fd_paths: dict[int, str] = {}
+
+    def spy_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        fd_paths[fd] = str(path)
+        return fd
+
+    def spy_fsync(fd: int) -> None:
+        synced.append(fd_paths.get(fd, "?"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "open", spy_open)
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    await store.put_unsynced(0x0301, b"x")
+    assert synced == []
+    await store.put(0x0301 + 0x10000, b"y")  # a durable put into the same new directory waits
+    root = store.root
+    assert synced[:3] == [str(root.parent), str(root), str(root / "01")]
+    synced.clear()
+    await store.put_unsynced(0x0402, b"z")
+    await store.sync([0x0402])
+    assert synced == [str(root.parent), str(root), str(root / "02"), str(root / "02" / "04")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,3 +168,93 @@ async def test_vfs_errors_map_to_nfs_statuses(nfs: Setup) -> None:
     other = nfs.client(AuthSys(0, b"unit", 1000, 1000, ()))
     assert (await other.create(d, b"g")).status == t.NFS3ERR_ACCES
     assert (await other.setattr(d, t.Sattr3(mode=0o777))).status == t.NFS3ERR_PERM
+
+
+# -- durability of WRITE and COMMIT ----------------------------------------------------------------
+
+class SyncSpy:
+    """Records which chunks the store was asked to make durable (the real sync runs)."""
+
+    def __init__(self, fs: Filesystem, fail: bool = False) -> None:
+        self.synced: set[int] = set()
+        self.durable_puts = 0
+        self.fail = fail
+        self._sync, self._put = fs.chunks.sync, fs.chunks.put
+        fs.chunks.sync = self.sync  # type: ignore[method-assign]
+        fs.chunks.put = self.put  # type: ignore[method-assign]
+
+    async def sync(self, ids: list[int]) -> None:
+        if self.fail and ids:
+            from chunkstore import ChunkError
+            raise ChunkError(ids[0], "fdatasync: Input/output error", errno=5)
+        await self._sync(ids)
+        self.synced.update(ids)
+
+    async def put(self, chunk_id: int, data: object) -> object:
+        self.durable_puts += 1
+        return await self._put(chunk_id, data)  # type: ignore[arg-type]
+
+
+def _chunk_ids(fs: Filesystem, ino: int) -> set[int]:
+    from metadata import namespace as ns
+    with fs.meta.read() as txn:
+        return {e.chunk_id for e in ns.extents(txn, ino, 0, 1 << 62) if e.chunk_id}
+
+
+async def _settled(fs: Filesystem, ino: int) -> None:
+    f = fs._open[ino]
+    while f.pending:
+        await asyncio.wait([f.pending[0].task])
+
+
+async def test_unstable_writes_are_not_flushed_to_disk_until_commit_flushes_them(nfs: Setup) -> None:
+    spy = SyncSpy(nfs.fs)
+    c = nfs.client()
+    f = await c.new_file(await c.walk(nfs.root(), "bkt"), b"f")
+    ino = nfs.door.handles.decode(f)[1]
+    body = os.urandom(4 * 256 * 1024 + 5)  # four chunks and a tail
+    await c.write_all(f, body, t.UNSTABLE, chunk=100_000)
+    await _settled(nfs.fs, ino)
+    assert spy.synced == set() and spy.durable_puts == 0  # written, not claimed durable
+    assert _chunk_ids(nfs.fs, ino) == set()  # and nothing points at them yet
+    res = await c.commit(f)
+    assert res.status == t.NFS3_OK and res.verf == b"verifier"
+    ids = _chunk_ids(nfs.fs, ino)
+    assert len(ids) == 4 and ids <= spy.synced  # every chunk the file points at was synced
+    assert await nfs.fs.read_object(ROOT, "bkt", "f") == body
+
+
+async def test_a_file_sync_write_is_durable_when_it_is_answered(nfs: Setup) -> None:
+    spy = SyncSpy(nfs.fs)
+    c = nfs.client()
+    f = await c.new_file(await c.walk(nfs.root(), "bkt"), b"f")
+    ino = nfs.door.handles.decode(f)[1]
+    body = os.urandom(300 * 1024)
+    res = await c.write(f, 0, body, t.FILE_SYNC)
+    assert res.status == t.NFS3_OK and res.committed == t.FILE_SYNC
+    ids = _chunk_ids(nfs.fs, ino)
+    assert ids and ids <= spy.synced
+    assert await nfs.fs.read_object(ROOT, "bkt", "f") == body
+
+
+async def test_a_commit_that_cannot_flush_fails_changes_the_verifier_and_loses_nothing_committed(
+        nfs: Setup) -> None:
+    c = nfs.client()
+    f = await c.new_file(await c.walk(nfs.root(), "bkt"), b"f")
+    first = os.urandom(600 * 1024)
+    v1 = await c.write_all(f, first, t.UNSTABLE, chunk=100_000)
+    assert (await c.commit(f)).verf == v1
+    spy = SyncSpy(nfs.fs, fail=True)  # the disk fails the flush (EIO)
+    await c.write_all(f, os.urandom(600 * 1024), t.UNSTABLE, chunk=100_000)
+    res = await c.commit(f)
+    assert res.status == t.NFS3ERR_IO
+    v2 = nfs.door.write_verifier
+    assert v2 != v1, "clients must resend what they wrote unstably"
+    # The unflushable writes are gone, not half-committed: the file is its committed self.
+    assert await c.read_all(f) == first
+    assert await nfs.fs.read_object(ROOT, "bkt", "f") == first
+    spy.fail = False  # the client resends; now it holds
+    again = os.urandom(600 * 1024)
+    assert await c.write_all(f, again, t.UNSTABLE, chunk=100_000) == v2
+    assert (await c.commit(f)).verf == v2
+    assert await nfs.fs.read_object(ROOT, "bkt", "f") == again

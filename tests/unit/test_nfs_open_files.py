@@ -72,15 +72,16 @@ async def test_a_failed_idle_flush_keeps_the_bytes_and_changes_the_verifier(vfs:
     async with files.use(ino) as fh:
         # Above the inline size (needs a chunk), below the chunk size (stays buffered).
         await vfs.write(fh, 0, b"y" * 30_000)
-    real_put = vfs.chunks.put
+    real_put, real_unsynced = vfs.chunks.put, vfs.chunks.put_unsynced
 
     async def full(chunk_id: int, data: object) -> object:
         raise ChunkStoreFull(chunk_id, "writing: No space left", errno=errno.ENOSPC)
-    vfs.chunks.put = full  # type: ignore[method-assign]  # a full disk, then room again
+    # A full disk, then room again.
+    vfs.chunks.put = vfs.chunks.put_unsynced = full  # type: ignore[method-assign]
     try:
         await files.release_idle(0)
     finally:
-        vfs.chunks.put = real_put  # type: ignore[method-assign]
+        vfs.chunks.put, vfs.chunks.put_unsynced = real_put, real_unsynced  # type: ignore[method-assign]
     assert lost and ino in files
     await files.release_idle(0)  # the disk has room again: the retry lands it
     assert ino not in files

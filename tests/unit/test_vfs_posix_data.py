@@ -9,8 +9,8 @@ many chunks and writes cross chunk boundaries.
 
 from __future__ import annotations
 
-import errno
 import asyncio
+import errno
 import os
 import random
 import stat
@@ -533,7 +533,9 @@ async def test_the_collector_keeps_spilled_chunks_of_a_file_still_open_past_the_
     ino = await new_file(fs)
     h = await fs.open(ROOT, ino, os.O_WRONLY)
     data = os.urandom(3 * CHUNK)
-    await fs.write(h.fh, 0, data)  # spilled to chunks, not committed
+    await fs.write(h.fh, 0, data)  # spilling to chunks in the background, not committed
+    while h.file.pending:  # the spills finish (chunks written and known to metadata)
+        await asyncio.wait([h.file.pending[0].task])
     assert len(chunk_files(tmp_path)) == 3
     an_hour_ago = time.time() - 3600  # the writer has been at it for an hour
     for p in chunk_files(tmp_path):
