@@ -149,6 +149,10 @@ class ChunkStore(abc.ABC):
     """Immutable chunks by id. Knows nothing of files, inodes or references."""
 
     name: str
+    # Chunk puts worth keeping in flight for one streamed object: enough to hide one
+    # put's latency behind the next ones. A local disk overlaps its fsyncs with 4; a
+    # remote store pays a round trip plus the store's own durable write per chunk.
+    write_ahead: int = 4
 
     @abc.abstractmethod
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:

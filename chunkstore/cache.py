@@ -55,6 +55,7 @@ class CachedChunkStore(ChunkStore):
     (reads still get verified whole-chunk fetches and prefetch)."""
 
     def __init__(self, backend: S3ChunkStore, root: Path, max_bytes: int) -> None:
+        self.write_ahead = backend.write_ahead
         self.backend = backend
         self.name = backend.name
         self.root = Path(root)

@@ -30,8 +30,8 @@ from .hashing import Md5Stream
 # Chunk ids are reserved from metadata in ranges so that a write needs no
 # metadata round-trip per chunk; a range lost in a crash is just never used.
 ID_RANGE = 1024
-# Chunk writes in flight while a body keeps arriving (bounds memory to about
-# (WRITE_AHEAD + 1) chunks per upload).
+# Chunk writes in flight while a body keeps arriving, unless the store asks for
+# more (ChunkStore.write_ahead); bounds memory to about (that + 1) chunks per upload.
 WRITE_AHEAD = 4
 # Concurrent chunk fetches ahead of a sequential reader.
 READ_AHEAD = 4
@@ -141,14 +141,15 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     out = Written([], [])
     offset = 0
     inflight: set[asyncio.Future[None]] = set()
+    ahead = max(WRITE_AHEAD, chunks.write_ahead)
 
     async def flush(piece: bytearray | memoryview) -> None:
         nonlocal offset
         # Bounded: a disk or a hash slower than the body holds at most about
-        # WRITE_AHEAD chunks in memory.
-        await md5.wait_below(WRITE_AHEAD)
+        # `ahead` chunks in memory.
+        await md5.wait_below(ahead)
         md5.update(piece)
-        while len(inflight) >= WRITE_AHEAD:
+        while len(inflight) >= ahead:
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 inflight.discard(t)

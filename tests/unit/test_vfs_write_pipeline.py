@@ -322,3 +322,38 @@ async def test_a_pending_record_that_failed_is_written_by_the_commit(fs: Filesys
     assert failed
     assert await read_all(fs, ino) == data
     assert (await fsck(fs)).findings == []
+
+
+@pytest.mark.parametrize("ahead", [4, 8])
+async def test_a_streamed_put_keeps_as_many_chunk_puts_in_flight_as_the_store_asks(
+        fs: Filesystem, ahead: int) -> None:
+    from gateway.vfs import data as data_mod
+    fs.chunks.write_ahead = ahead  # a remote store asks for more than the local default
+    in_flight, most = 0, 0
+    gate = asyncio.Event()
+    real = fs.chunks.put
+
+    async def held(cid: int, piece: object) -> object:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight >= ahead:
+            gate.set()
+        await gate.wait()  # nothing finishes until the window is full
+        try:
+            return await real(cid, piece)  # type: ignore[arg-type]
+        finally:
+            in_flight -= 1
+
+    fs.chunks.put = held  # type: ignore[method-assign]
+    body = os.urandom((2 * ahead + 1) * CHUNK)
+
+    async def pieces() -> AsyncIterator[bytes]:
+        for at in range(0, len(body), 7 * 1024):
+            yield body[at:at + 7 * 1024]
+
+    written, size, md5 = await asyncio.wait_for(data_mod.store_stream(
+        fs.chunks, fs.ids, CHUNK, pieces()), 60)
+    assert most == ahead
+    assert size == len(body) and md5 == hashlib.md5(body).hexdigest()
+    assert len(written.chunks) == 2 * ahead + 1
