@@ -10,6 +10,11 @@ backend (moto's server; a second samebytes gateway on local chunks):
 2. cached_reread: GET of the same large object from a gateway on the s3 backend (moto)
    whose read cache already holds it; limit: the same GET from a gateway on the local
    backend. Also reported: the first read (cache wiped and the gateway restarted).
+3. mount_reread / mount_first_read: a 1 GiB file (64 MiB with --quick) read through
+   `serve --mount` on the s3 backend (moto) with 1 MiB reads, beside the same file on a
+   local-backend mount. Each round restarts both gateways, wipes the s3 read cache and
+   drops the page cache, then reads the file twice: the first read (every chunk from the
+   backend, read-ahead) and the re-read (chunk cache / page cache).
 
 All transfers use one aiobotocore client per endpoint; bodies are random bytes.
 
@@ -268,6 +273,98 @@ async def bench_cache(backend: Server, work: Path, size: int, rounds: int,
     return fig
 
 
+def _read_file(path: Path) -> float:
+    """MB/s of one sequential read with 1 MiB requests."""
+    buf = bytearray(MiB)
+    n = 0
+    t0 = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while k := f.readinto(buf):
+            n += k
+    return n / (time.perf_counter() - t0) / 1e6
+
+
+def _drop_page_cache() -> None:
+    os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("1")
+    except OSError:  # not root: the chunk cache wipe still makes the first read cold
+        pass
+
+
+def _mounted_gateway(data: Path, mnt: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+    mnt.mkdir(parents=True, exist_ok=True)
+    gw = start_gateway(data, "--mount", str(mnt), *args, env=env)
+    deadline = time.monotonic() + 30
+    while not os.path.ismount(mnt):
+        if time.monotonic() > deadline:
+            gw.stop()
+            raise SystemExit(f"the mount at {mnt} never appeared")
+        time.sleep(0.05)
+    return gw
+
+
+def _unmount(gw: Server, mnt: Path) -> None:
+    subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+    gw.stop()
+    if os.path.ismount(mnt):
+        subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
+
+
+async def bench_mount_read(backend: Server, work: Path, size: int, rounds: int,
+                           stack: AsyncExitStack) -> list[Figure]:
+    direct = await _client(stack, backend)
+    await direct.create_bucket(Bucket="mounted")
+    env = {"SAMEBYTES_CHUNKS_ACCESS_KEY": backend.access_key,
+           "SAMEBYTES_CHUNKS_SECRET_KEY": backend.secret_key}
+    s3_args = ("--chunks", "s3://mounted/c", "--chunks-endpoint", backend.endpoint,
+               "--cache-size", "4GiB")
+    targets = {"s3": (work / "mnt-s3-data", work / "mnt-s3", s3_args, env),
+               "local": (work / "mnt-local-data", work / "mnt-local", ("--chunks", "local"), None)}
+    src = work / "mount-src.bin"
+    with open(src, "wb") as f:
+        for _ in range(size // MiB):
+            f.write(os.urandom(MiB))
+    for name, (data, mnt, args, e) in targets.items():
+        gw = _mounted_gateway(data, mnt, *args, env=e)
+        try:
+            (mnt / "bench").mkdir(exist_ok=True)
+            await asyncio.to_thread(shutil.copyfile, src, mnt / "bench" / "big.bin")
+        finally:
+            _unmount(gw, mnt)
+    src.unlink()
+    first: dict[str, list[float]] = {"s3": [], "local": []}
+
+    def reader(name: str):  # type: ignore[no-untyped-def]
+        data, mnt, args, e = targets[name]
+
+        async def step(r: int) -> float:
+            shutil.rmtree(data / "cache", ignore_errors=True)  # cold chunk cache (s3 only)
+            _drop_page_cache()
+            gw = _mounted_gateway(data, mnt, *args, env=e)
+            try:
+                path = mnt / "bench" / "big.bin"
+                first[name].append(await asyncio.to_thread(_read_file, path))
+                return await asyncio.to_thread(_read_file, path)
+            finally:
+                _unmount(gw, mnt)
+        return step
+
+    res = await interleave(rounds, [("s3", reader("s3")), ("local", reader("local"))],
+                           f"mount {size // MiB} MiB")
+    what = f"{size // MiB} MiB file read through `serve --mount` with 1 MiB reads"
+    again = Figure("mount_reread", "MB/s (1e6 B/s)",
+                   f"the second read of a {what}, on the s3 backend (moto), chunk cache filled by the first",
+                   "the same second read on a local-backend mount", res["s3"], res["local"])
+    cold = Figure("mount_first_read", "MB/s (1e6 B/s)",
+                  f"the first read of a {what}, on the s3 backend (moto): read cache wiped, page "
+                  "cache dropped, every chunk fetched from the backend (read-ahead)",
+                  "the same first read on a local-backend mount (chunks from the local disk)",
+                  first["s3"], first["local"])
+    return [again, cold]
+
+
 async def run(opts: Any, work: Path) -> dict[str, Any]:
     size = (16 if opts.quick else 64) * MiB
     rounds = max(3, opts.rounds or (3 if opts.quick else 5))
@@ -285,6 +382,12 @@ async def run(opts: Any, work: Path) -> dict[str, Any]:
                 figures[f.name] = f.as_dict()
             f = await bench_cache(moto, work, size, rounds, stack)
             figures[f.name] = f.as_dict()
+            if os.path.exists("/dev/fuse") and shutil.which("fusermount3"):
+                mount_size = (64 if opts.quick else 1024) * MiB
+                for f in await bench_mount_read(moto, work, mount_size, rounds, stack):
+                    figures[f.name] = f.as_dict()
+            else:
+                figures["mount_reread"] = {"skipped": "no /dev/fuse or fusermount3 here"}
         finally:
             await stack.aclose()
             for s in servers:
