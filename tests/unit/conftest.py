@@ -22,3 +22,15 @@ async def vfs(tmp_path: Path) -> AsyncIterator[Filesystem]:
         yield fs
     finally:
         await fs.aclose()
+
+
+@pytest.fixture
+async def fs(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Filesystem]:
+    """A started Filesystem in a fresh data folder, with the test module's CHUNK size
+    (small chunks make files span many)."""
+    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=request.module.CHUNK)
+    await f.start()
+    try:
+        yield f
+    finally:
+        await f.aclose()

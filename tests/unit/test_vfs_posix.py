@@ -14,8 +14,6 @@ import errno
 import os
 import random
 import stat
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -28,16 +26,6 @@ from metadata import ROOT_INO
 CHUNK = 64 * 1024
 ALICE = Caller(1000, 1000)
 BOB = Caller(1001, 1001)
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def write_file(fs: Filesystem, parent: int, name: bytes, data: bytes,

@@ -15,7 +15,6 @@ import os
 import random
 import stat
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -28,16 +27,6 @@ from metadata import namespace as ns
 
 CHUNK = 64 * 1024
 ALICE = Caller(1000, 1000)
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 def chunk_files(tmp_path: Path) -> list[Path]:

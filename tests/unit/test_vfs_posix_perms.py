@@ -6,8 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,16 +19,6 @@ ALICE = Caller(1000, 1000)
 BOB = Caller(1001, 1001)
 STAFF = 500
 CAROL = Caller(1002, 1002, frozenset({STAFF}))  # member of STAFF by supplementary group
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def pub(fs: Filesystem, mode: int = 0o777, name: bytes = b"pub") -> int:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -18,16 +16,6 @@ from gateway.vfs import (
 from metadata import ROOT_INO
 
 CHUNK = 64 * 1024
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def write_file(fs: Filesystem, parent: int, name: bytes, data: bytes) -> int:

@@ -24,16 +24,6 @@ from metadata import namespace as ns
 CHUNK = 64 * 1024
 
 
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
-
-
 async def new_file(fs: Filesystem, name: bytes = b"f", parent: int = ROOT_INO) -> int:
     return (await fs.create(ROOT, parent, name)).ino
 

@@ -4,8 +4,6 @@ permissions) and statfs, on a real LMDB + local chunk store in tmp_path."""
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +13,6 @@ from metadata import ROOT_INO
 CHUNK = 64 * 1024
 ALICE = Caller(1000, 1000)
 BOB = Caller(1001, 1001)
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def open_dir(fs: Filesystem, name: bytes = b"pub", mode: int = 0o777) -> int:

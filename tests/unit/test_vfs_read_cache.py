@@ -12,7 +12,6 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ from metadata import ROOT_INO
 
 CHUNK = 64 * 1024
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def write_file(fs: Filesystem, name: bytes, data: bytes) -> int:

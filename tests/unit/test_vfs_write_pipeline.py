@@ -9,7 +9,6 @@ import errno
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,16 +20,6 @@ from metadata import ROOT_INO
 from metadata import namespace as ns
 
 CHUNK = 64 * 1024
-
-
-@pytest.fixture
-async def fs(tmp_path: Path) -> AsyncIterator[Filesystem]:
-    f = Filesystem.from_data_dir(tmp_path / "data", chunk_size=CHUNK)
-    await f.start()
-    try:
-        yield f
-    finally:
-        await f.aclose()
 
 
 async def new_file(fs: Filesystem, name: bytes = b"f") -> int:
