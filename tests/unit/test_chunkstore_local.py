@@ -543,10 +543,8 @@ async def test_put_syncs_file_and_directory_before_returning(
     assert events == ["fdatasync", "rename", "fsync"]
 
 
-@pytest.mark.asyncio
-async def test_new_directories_are_fsynced_into_their_parents(
-    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fsynced_paths(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the path of every fd that os.fsync is called on, in order."""
     synced: list[str] = []
     real_open, real_fsync = os.open, os.fsync
     fd_paths: dict[int, str] = {}
@@ -557,11 +555,19 @@ async def test_new_directories_are_fsynced_into_their_parents(
         return fd
 
     def spy_fsync(fd: int) -> None:
-        synced.append(fd_paths[fd])
+        synced.append(fd_paths.get(fd, "?"))
         real_fsync(fd)
 
     monkeypatch.setattr(os, "open", spy_open)
     monkeypatch.setattr(os, "fsync", spy_fsync)
+    return synced
+
+
+@pytest.mark.asyncio
+async def test_new_directories_are_fsynced_into_their_parents(
+    store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = fsynced_paths(monkeypatch)
     await store.put(0x0201, b"x")
     root = store.root
     assert synced[:3] == [str(root.parent), str(root), str(root / "01")]
@@ -775,21 +781,7 @@ async def test_sync_of_a_chunk_that_is_not_there_is_an_error_naming_it(
 async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_by_sync(
     store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    synced: list[str] = []
-    real_open, real_fsync = os.open, os.fsync
-    fd_paths: dict[int, str] = {}
-
-    def spy_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        fd = real_open(path, flags, *args, **kwargs)
-        fd_paths[fd] = str(path)
-        return fd
-
-    def spy_fsync(fd: int) -> None:
-        synced.append(fd_paths.get(fd, "?"))
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "open", spy_open)
-    monkeypatch.setattr(os, "fsync", spy_fsync)
+    synced = fsynced_paths(monkeypatch)
     await store.put_unsynced(0x0301, b"x")
     assert synced == []
     await store.put(0x0301 + 0x10000, b"y")  # a durable put into the same new directory waits
