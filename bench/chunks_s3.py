@@ -19,6 +19,10 @@ backend (moto's server; a second samebytes gateway on local chunks):
 All transfers use one aiobotocore client per endpoint; bodies are random bytes.
 
     python -m bench.chunks_s3 [--quick] [--data DIR] [--rounds N] [--keep]
+                              [--only put|get|cached|mount ...]
+
+--only (repeatable) narrows the run to those figures, e.g. `--only get` measures just
+get_moto and get_gateway (the objects are put once, unmeasured, before the rounds).
 """
 
 from __future__ import annotations
@@ -175,8 +179,11 @@ class CpuMeter:
                 for name, sec in self.cpu.get(step, {}).items()}
 
 
+ONLY = ("put", "get", "cached", "mount")
+
+
 async def bench_backend(kind: str, backend: Server, work: Path, size: int, rounds: int,
-                        stack: AsyncExitStack) -> list[Figure]:
+                        stack: AsyncExitStack, only: set[str]) -> list[Figure]:
     direct = await _client(stack, backend)
     await direct.create_bucket(Bucket="direct")
     await direct.create_bucket(Bucket="chunks")
@@ -202,23 +209,33 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
             return await _get(direct, "direct", "obj", size)
 
         meter = CpuMeter({"gateway": gw.proc.pid, "backend": backend.proc.pid})
-        steps = [("samebytes_put", sb_put), ("limit_put", lim_put),
-                 ("samebytes_get", sb_get), ("limit_get", lim_get)]
+        steps = []
+        if "put" in only:
+            steps += [("samebytes_put", sb_put), ("limit_put", lim_put)]
+        else:  # the GETs still need their objects
+            await sb_put(0)
+            await lim_put(0)
+        if "get" in only:
+            steps += [("samebytes_get", sb_get), ("limit_get", lim_get)]
         res = await interleave(rounds, [(n, meter.wrap(n, f, size)) for n, f in steps],
                                f"{kind} {size // MiB} MiB")
     finally:
         gw.stop()
+    figures: list[Figure] = []
     put = Figure(f"put_{kind}", "MB/s (1e6 B/s)",
                  f"{size // MiB} MiB PutObject through a gateway on the s3 backend ({kind})",
                  f"the same PutObject directly against the backend ({kind})",
-                 res["samebytes_put"], res["limit_put"])
+                 res.get("samebytes_put", []), res.get("limit_put", []))
     get = Figure(f"get_{kind}", "MB/s (1e6 B/s)",
                  f"{size // MiB} MiB GetObject through the gateway, read cache off",
                  f"the same GetObject directly against the backend ({kind})",
-                 res["samebytes_get"], res["limit_get"])
+                 res.get("samebytes_get", []), res.get("limit_get", []))
     for fig, sb, lim in ((put, "samebytes_put", "limit_put"), (get, "samebytes_get", "limit_get")):
-        fig.extra["cpu_ms_per_MB"] = {"samebytes": meter.per_mb(sb), "limit": meter.per_mb(lim)}
-    return [put, get]
+        if sb in res:
+            fig.extra["cpu_ms_per_MB"] = {"samebytes": meter.per_mb(sb),
+                                          "limit": meter.per_mb(lim)}
+            figures.append(fig)
+    return figures
 
 
 async def bench_cache(backend: Server, work: Path, size: int, rounds: int,
@@ -368,21 +385,27 @@ async def bench_mount_read(backend: Server, work: Path, size: int, rounds: int,
 async def run(opts: Any, work: Path) -> dict[str, Any]:
     size = (16 if opts.quick else 64) * MiB
     rounds = max(3, opts.rounds or (3 if opts.quick else 5))
+    only = set(opts.only or ONLY)
     figures: dict[str, Any] = {}
     servers: list[Server] = []
     async with AsyncExitStack() as stack:
         try:
             moto = start_moto(work)
             servers.append(moto)
-            for f in await bench_backend("moto", moto, work, size, rounds, stack):
+            if only & {"put", "get"}:
+                for f in await bench_backend("moto", moto, work, size, rounds, stack, only):
+                    figures[f.name] = f.as_dict()
+                backend_gw = start_gateway(work / "backend-gw", "--chunks", "local")
+                servers.append(backend_gw)
+                for f in await bench_backend("gateway", backend_gw, work, size, rounds, stack,
+                                             only):
+                    figures[f.name] = f.as_dict()
+            if "cached" in only:
+                f = await bench_cache(moto, work, size, rounds, stack)
                 figures[f.name] = f.as_dict()
-            backend_gw = start_gateway(work / "backend-gw", "--chunks", "local")
-            servers.append(backend_gw)
-            for f in await bench_backend("gateway", backend_gw, work, size, rounds, stack):
-                figures[f.name] = f.as_dict()
-            f = await bench_cache(moto, work, size, rounds, stack)
-            figures[f.name] = f.as_dict()
-            if os.path.exists("/dev/fuse") and shutil.which("fusermount3"):
+            if "mount" not in only:
+                pass
+            elif os.path.exists("/dev/fuse") and shutil.which("fusermount3"):
                 mount_size = (64 if opts.quick else 1024) * MiB
                 for f in await bench_mount_read(moto, work, mount_size, rounds, stack):
                     figures[f.name] = f.as_dict()
@@ -396,8 +419,11 @@ async def run(opts: Any, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    opts = parser("samebytes s3 chunk backend benchmark (through the gateway beside "
-                  "direct to the backend, interleaved)").parse_args(argv)
+    p = parser("samebytes s3 chunk backend benchmark (through the gateway beside "
+               "direct to the backend, interleaved)")
+    p.add_argument("--only", action="append", choices=ONLY,
+                   help="measure only these figures (repeatable; default: all)")
+    opts = p.parse_args(argv)
     work = make_data_dir(opts.data, "chunks-s3")
     try:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", MOTO_KEY)
