@@ -177,6 +177,12 @@ class ChunkStore(abc.ABC):
         verifying only the covering blocks. Out-of-range -> ValueError. A zero-length read
         returns b"" without touching the backend."""
 
+    async def get_buffer(self, info: ChunkInfo, offset: int = 0,
+                         length: int | None = None) -> bytes | memoryview:
+        """``get``, but the bytes may come as a read-only view of a larger verified buffer
+        (no copy): for a reader that only passes them on (a response body). Default: get."""
+        return await self.get(info, offset, length)
+
     @abc.abstractmethod
     async def delete(self, chunk_id: int) -> None:
         """Remove the chunk; a missing chunk is not an error."""

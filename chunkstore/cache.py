@@ -34,7 +34,7 @@ from .base import (
     covering_range,
     verify_blocks,
 )
-from .s3 import S3ChunkStore
+from .s3 import S3ChunkStore, Segment
 
 log = logging.getLogger(__name__)
 TEMP_PREFIX = ".tmp-"
@@ -62,10 +62,10 @@ class CachedChunkStore(ChunkStore):
         self.max_bytes = max_bytes
         self._index: OrderedDict[int, int] = OrderedDict()
         self._bytes = 0
-        self._fetching: dict[int, asyncio.Task[list[bytes]]] = {}
+        self._fetching: dict[int, asyncio.Task[list[Segment]]] = {}
         self._prefetching: set[int] = set()
         self._writing: dict[int, asyncio.Task[None]] = {}  # cache files being written
-        self._recent: OrderedDict[int, list[bytes]] = OrderedDict()  # verified segments
+        self._recent: OrderedDict[int, list[Segment]] = OrderedDict()  # verified segments
         self._loaded = False
         self._load_lock = asyncio.Lock()
 
@@ -107,8 +107,7 @@ class CachedChunkStore(ChunkStore):
         if victims:
             await asyncio.to_thread(_unlink_all, [self.path(c) for c in victims])
 
-    async def _store(self, chunk_id: int,
-                     pieces: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
+    async def _store(self, chunk_id: int, pieces: list[Segment] | list[bytes | bytearray | memoryview]) -> None:
         """Add verified bytes (in pieces, written in order) to the cache (best effort: a
         full local disk only costs re-fetches)."""
         size = sum(len(p) for p in pieces)
@@ -136,6 +135,11 @@ class CachedChunkStore(ChunkStore):
         return info
 
     async def get(self, info: ChunkInfo, offset: int = 0, length: int | None = None) -> bytes:
+        got = await self.get_buffer(info, offset, length)
+        return got if isinstance(got, bytes) else bytes(got)
+
+    async def get_buffer(self, info: ChunkInfo, offset: int = 0,
+                         length: int | None = None) -> bytes | memoryview:
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
@@ -170,7 +174,7 @@ class CachedChunkStore(ChunkStore):
             self._index.move_to_end(cid)
         return buf[start - pos:end - pos]
 
-    def _fetch(self, info: ChunkInfo) -> asyncio.Task[list[bytes]]:
+    def _fetch(self, info: ChunkInfo) -> asyncio.Task[list[Segment]]:
         """The one in-flight whole-chunk fetch for info (started if none)."""
         task = self._fetching.get(info.chunk_id)
         if task is None:
@@ -179,7 +183,7 @@ class CachedChunkStore(ChunkStore):
             task.add_done_callback(lambda _t, c=info.chunk_id: self._fetching.pop(c, None))
         return task
 
-    async def _fetch_whole(self, info: ChunkInfo) -> list[bytes]:
+    async def _fetch_whole(self, info: ChunkInfo) -> list[Segment]:
         segments = await self.backend.fetch_segments(info, 0, info.size, SEGMENT)
         # Verified above: neither tier is ever poisoned by a bad fetch.
         self._recent[info.chunk_id] = segments
@@ -190,7 +194,7 @@ class CachedChunkStore(ChunkStore):
         self._store_later(info.chunk_id, segments)
         return segments
 
-    def _store_later(self, chunk_id: int, segments: list[bytes]) -> None:
+    def _store_later(self, chunk_id: int, segments: list[Segment]) -> None:
         if self.max_bytes <= 0 or chunk_id in self._writing:
             return
         task = asyncio.ensure_future(self._store(chunk_id, segments))
@@ -218,7 +222,7 @@ class CachedChunkStore(ChunkStore):
             self._prefetching.add(cid)
             task = self._fetch(info)
 
-            def done(t: asyncio.Task[list[bytes]], c: int = cid) -> None:
+            def done(t: asyncio.Task[list[Segment]], c: int = cid) -> None:
                 self._prefetching.discard(c)
                 if not t.cancelled():
                     t.exception()  # mark retrieved: the reader will see it again itself
@@ -255,9 +259,10 @@ class CachedChunkStore(ChunkStore):
         await self.backend.close()
 
 
-def _cut(segments: list[bytes], start: int, end: int) -> bytes:
-    """Bytes [start, end) of a chunk held as SEGMENT-sized pieces: a whole piece as it
-    is, else one copy of the covered range."""
+def _cut(segments: list[Segment], start: int, end: int) -> bytes | memoryview:
+    """Bytes [start, end) of a chunk held as SEGMENT-sized pieces: within one piece, that
+    piece or a slice of it (a view when the pieces are views: no copy), else one copy of
+    the covered range."""
     first, last = start // SEGMENT, (end - 1) // SEGMENT
     off = start - first * SEGMENT
     if first == last:
@@ -269,7 +274,7 @@ def _cut(segments: list[bytes], start: int, end: int) -> bytes:
     return b"".join(views)
 
 
-def _write_file(path: Path, pieces: list[bytes] | list[bytes | bytearray | memoryview]) -> None:
+def _write_file(path: Path, pieces: list[Segment] | list[bytes | bytearray | memoryview]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
     try:

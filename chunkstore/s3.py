@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 from awscrt.checksums import crc32c
 
+from . import http_get
 from .base import (
     BLOCK_SIZE,
     ChunkCorrupt,
@@ -53,6 +54,8 @@ from .base import (
 )
 
 T = TypeVar("T")
+# A piece of a fetched chunk: a read-only view of the buffer it was received into.
+Segment = bytes | memoryview
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = frozenset({500, 502, 503, 504})
@@ -147,15 +150,19 @@ def _classify(exc: BaseException) -> tuple[str, bool, bool]:
     return f"{type(exc).__name__}: {exc}", False, False
 
 
+def _http_error(status: int, text: bytes, reason: str | None) -> _HttpError:
+    """The error an S3 error response describes (its <Code> and <Message>, if any)."""
+    code = _ERROR_CODE.search(text)
+    msg = _ERROR_MESSAGE.search(text)
+    return _HttpError(status, code[1].decode() if code else "",
+                      msg[1].decode(errors="replace") if msg else reason or "")
+
+
 async def _check_status(resp: Any, ok: tuple[int, ...]) -> None:
     """Raise _HttpError (status, S3 error code and message) unless resp.status is ok."""
     if resp.status in ok:
         return
-    text = await resp.content.read(4096)
-    code = _ERROR_CODE.search(text)
-    msg = _ERROR_MESSAGE.search(text)
-    raise _HttpError(resp.status, code[1].decode() if code else "",
-                     msg[1].decode(errors="replace") if msg else resp.reason or "")
+    raise _http_error(resp.status, await resp.content.read(4096), resp.reason)
 
 
 async def _read_stream(content: Any, expect: int, segment: int) -> list[bytes]:
@@ -196,6 +203,26 @@ async def _read_stream(content: Any, expect: int, segment: int) -> list[bytes]:
     return out
 
 
+def _verified_segments(info: ChunkInfo, got: bytearray | list[bytes], pos: int, stop: int,
+                       segment: int) -> list[Segment]:
+    """The fetched bytes [pos, stop) as `segment`-sized pieces, checked against the chunk's
+    sums first (ChunkCorrupt names the first bad block)."""
+    cid = info.chunk_id
+    size = len(got) if isinstance(got, bytearray) else sum(len(s) for s in got)
+    if size != stop - pos:
+        raise ChunkCorrupt(cid, (pos + min(size, stop - pos)) // BLOCK_SIZE,
+                           f"backend returned {size} bytes for {pos}..{stop}")
+    if isinstance(got, list):
+        for i, seg in enumerate(got):
+            verify_blocks(cid, seg, (pos + i * segment) // BLOCK_SIZE, info.sums)
+        return list(got)
+    # One pass over the whole range; then read-only views, so no holder can change bytes
+    # that others were promised are verified.
+    verify_blocks(cid, got, pos // BLOCK_SIZE, info.sums)
+    view = memoryview(got).toreadonly()
+    return [view[i:i + segment] for i in range(0, size, segment)]
+
+
 class S3ChunkStore(ChunkStore):
     name = "s3"
     # 4 in flight left a second samebytes gateway as the store waiting on its
@@ -212,7 +239,9 @@ class S3ChunkStore(ChunkStore):
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
         self._client_lock = asyncio.Lock()
-        self._http: Any = None  # aiohttp.ClientSession for presigned GETs and PUTs
+        self._http: Any = None  # aiohttp.ClientSession for presigned PUTs (and proxied GETs)
+        self._getter: http_get.GetClient | None = None  # chunk GETs straight into a buffer
+        self._proxies: dict[str, tuple[Any, Any]] = {}  # origin -> (proxy, auth) or (None, None)
         self._expires = int(self.policy.deadline) + 300  # presigned URLs outlive a request
         self._closed = False
 
@@ -270,14 +299,38 @@ class S3ChunkStore(ChunkStore):
                 # As botocore would: HTTP(S)_PROXY from the environment, AWS_CA_BUNDLE.
                 bundle = os.environ.get("AWS_CA_BUNDLE")
                 tls: Any = ssl.create_default_context(cafile=bundle) if bundle else True
+                # trust_env stays off: with it aiohttp looks up the proxy and ~/.netrc in a
+                # worker thread on EVERY request (two thread hops per chunk); _proxy()
+                # looks the proxy up once per origin instead, and a netrc Authorization
+                # header has no business on a presigned request anyway.
                 self._http = await stack.enter_async_context(aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=self._concurrency, ssl=tls),
-                    trust_env=True,
                     timeout=aiohttp.ClientTimeout(sock_connect=pol.connect_timeout,
                                                   sock_read=pol.read_timeout),
                     auto_decompress=False, skip_auto_headers=("User-Agent",)))
+                self._getter = http_get.GetClient(
+                    ssl=tls if isinstance(tls, ssl.SSLContext) else ssl.create_default_context(),
+                    connect_timeout=pol.connect_timeout, read_timeout=pol.read_timeout,
+                    keep=self._concurrency)
+                stack.callback(self._getter.close)
                 self._stack = stack
         return self._client
+
+    def _proxy(self, url: str) -> tuple[Any, Any]:
+        """(proxy URL, proxy auth) for url's origin from HTTP(S)_PROXY / NO_PROXY, as
+        aiohttp's trust_env would find them; (None, None) when it goes direct."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        found = self._proxies.get(origin)
+        if found is None:
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
+            try:
+                found = get_env_proxy_for_url(URL(origin))
+            except LookupError:
+                found = (None, None)
+            self._proxies[origin] = found
+        return found
 
     async def _call(self, chunk_id: int | None, what: str,
                     attempt_fn: Callable[[Any], Awaitable[T]],
@@ -328,7 +381,9 @@ class S3ChunkStore(ChunkStore):
         async def attempt(client: Any) -> None:
             url = await client.generate_presigned_url("put_object", Params=params,
                                                       ExpiresIn=self._expires)
-            async with self._http.put(url, data=body, headers=headers) as resp:
+            proxy, proxy_auth = self._proxy(url)
+            async with self._http.put(url, data=body, headers=headers, proxy=proxy,
+                                      proxy_auth=proxy_auth) as resp:
                 await _check_status(resp, (200,))
                 await resp.read()
 
@@ -354,13 +409,14 @@ class S3ChunkStore(ChunkStore):
         if stop <= pos:
             return b""
         segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos) * BLOCK_SIZE)
-        return segs[0] if len(segs) == 1 else b"".join(segs)
+        return bytes(segs[0]) if len(segs) == 1 else b"".join(segs)
 
     async def fetch_segments(self, info: ChunkInfo, pos: int, stop: int,
-                             segment: int) -> list[bytes]:
+                             segment: int) -> list[Segment]:
         """fetch_verified, as pieces of `segment` bytes (a multiple of BLOCK_SIZE; the last
-        may be short), each made with one copy of the received bytes: a reader that
-        takes the chunk in pieces of that size gets them without another copy."""
+        may be short): read-only views of the one buffer the body was received into (or,
+        through a proxy, bytes joined once from what aiohttp received). A reader that takes
+        the chunk in pieces of that size gets them without a copy."""
         if segment % BLOCK_SIZE or segment <= 0:
             raise ValueError(f"segment {segment} is not a positive multiple of {BLOCK_SIZE}")
         cid = info.chunk_id
@@ -370,23 +426,35 @@ class S3ChunkStore(ChunkStore):
         headers = {} if whole else {"Range": f"bytes={pos}-{stop - 1}"}
         params = {"Bucket": self.location.bucket, "Key": key}
 
-        async def attempt(client: Any) -> list[bytes]:
+        async def attempt(client: Any) -> bytearray | list[bytes]:
             url = await client.generate_presigned_url("get_object", Params=params,
                                                       ExpiresIn=self._expires)
-            async with self._http.get(url, headers=headers) as resp:
-                await _check_status(resp, (200, 206))
-                return await _read_stream(resp.content, stop - pos, segment)
+            proxy, proxy_auth = self._proxy(url)
+            getter = self._getter
+            if getter is not None and proxy is None:
+                try:
+                    resp = await getter.get(url, headers, stop - pos)
+                except http_get.WrongLength as e:
+                    raise ChunkCorrupt(cid, (pos + min(e.length, stop - pos)) // BLOCK_SIZE,
+                                       f"backend returned {e.length} bytes for {pos}..{stop}"
+                                       ) from e
+                except http_get.Unsupported as e:
+                    log.warning("s3 chunks: %s answers GETs without a Content-Length (%s); "
+                                "reading them through aiohttp from now on", url.split("?")[0], e)
+                    self._getter = None
+                else:
+                    if resp.status not in (200, 206):
+                        raise _http_error(resp.status, bytes(resp.body), resp.reason)
+                    return resp.body
+            async with self._http.get(url, headers=headers, proxy=proxy,
+                                      proxy_auth=proxy_auth) as aresp:
+                await _check_status(aresp, (200, 206))
+                return await _read_stream(aresp.content, stop - pos, segment)
 
         for tries in (1, 2):
-            segs = await self._call(cid, "download", attempt)
             try:
-                got = sum(len(s) for s in segs)
-                if got != stop - pos:
-                    raise ChunkCorrupt(cid, (pos + min(got, stop - pos)) // BLOCK_SIZE,
-                                       f"backend returned {got} bytes for {pos}..{stop}")
-                for i, seg in enumerate(segs):
-                    verify_blocks(cid, seg, (pos + i * segment) // BLOCK_SIZE, info.sums)
-                return segs
+                got = await self._call(cid, "download", attempt)
+                return _verified_segments(info, got, pos, stop, segment)
             except ChunkCorrupt:
                 if tries == 2:
                     raise

@@ -311,6 +311,14 @@ async def _fetch(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes:
         raise chunk_errors(exc) from exc
 
 
+async def _fetch_buffer(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes | memoryview:
+    """_fetch for a stream: the store's own verified buffer, maybe a view (no copy)."""
+    try:
+        return await chunks.get_buffer(p.infos[e.chunk_id], e.chunk_off, e.length)
+    except ChunkError as exc:
+        raise chunk_errors(exc) from exc
+
+
 def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | None]]:
     """(offset, length, extent or None for a hole) covering [start, end) in order."""
     out: list[tuple[int, int, Extent | None]] = []
@@ -329,10 +337,13 @@ def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | 
     return out
 
 
-async def stream(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> AsyncIterator[bytes]:
-    """The bytes [start, end) in order, fetching up to READ_AHEAD pieces ahead."""
+async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
+                 end: int) -> AsyncIterator[bytes | memoryview]:
+    """The bytes [start, end) in order, fetching up to READ_AHEAD pieces ahead. Pieces may
+    be read-only views of the chunk store's buffers: pass them on or copy them, never keep
+    a mutable hold."""
     pieces = _pieces(p, start, end)
-    pending: list[asyncio.Task[bytes]] = []
+    pending: list[asyncio.Future[bytes | memoryview]] = []
     idx = 0
 
     def fill() -> None:
@@ -342,11 +353,11 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> Async
             _, n, e = pieces[idx]
             if e is None or e.data is not None:
                 # A hole or inline bytes: no task (a task costs a loop iteration).
-                fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+                fut: asyncio.Future[bytes | memoryview] = asyncio.get_running_loop().create_future()
                 fut.set_result(bytes(n) if e is None else e.data)  # type: ignore[arg-type]
-                pending.append(fut)  # type: ignore[arg-type]
+                pending.append(fut)
             else:
-                pending.append(asyncio.ensure_future(_fetch(chunks, p, e)))
+                pending.append(asyncio.ensure_future(_fetch_buffer(chunks, p, e)))
             idx += 1
 
     try:

@@ -65,11 +65,11 @@ class ObjectRead:
     xattrs: dict[bytes, bytes] = field(default_factory=dict)  # read in the same snapshot
 
     @property
-    def body(self) -> AsyncIterator[bytes]:
+    def body(self) -> AsyncIterator[bytes | memoryview]:
         """The bytes [start, end) asked for at open."""
         return self.stream(self.start, self.end)
 
-    def stream(self, start: int, end: int) -> AsyncIterator[bytes]:
+    def stream(self, start: int, end: int) -> AsyncIterator[bytes | memoryview]:
         end = min(end, self.inode.size)
         if self.plan is None or start >= end:
             return _empty()
