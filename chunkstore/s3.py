@@ -30,6 +30,7 @@ import random
 import re
 import ssl
 import time
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 from awscrt.checksums import crc32c
 
 from . import http_get
+from .presign import Credentials, UrlShape
 from .base import (
     BLOCK_SIZE,
     ChunkCorrupt,
@@ -242,13 +244,45 @@ class S3ChunkStore(ChunkStore):
         self._http: Any = None  # aiohttp.ClientSession for presigned PUTs (and proxied GETs)
         self._getter: http_get.GetClient | None = None  # chunk GETs straight into a buffer
         self._proxies: dict[str, tuple[Any, Any]] = {}  # origin -> (proxy, auth) or (None, None)
+        self._shapes: dict[str, UrlShape | None] = {}  # op -> learned URL shape (None: botocore)
         self._expires = int(self.policy.deadline) + 300  # presigned URLs outlive a request
         self._closed = False
 
-    def key(self, chunk_id: int) -> str:
+    @staticmethod
+    def _rel(chunk_id: int) -> str:
         name = chunk_name(chunk_id)
-        rel = f"{name[14:16]}/{name[12:14]}/{name}"
+        return f"{name[14:16]}/{name[12:14]}/{name}"
+
+    def key(self, chunk_id: int) -> str:
+        rel = self._rel(chunk_id)
         return f"{self.location.prefix}/{rel}" if self.location.prefix else rel
+
+    async def _presigned(self, client: Any, op: str, chunk_id: int, params: dict[str, Any],
+                         signed: dict[str, str]) -> str:
+        """A presigned URL for op on the chunk, signing the headers `signed` (lower-case
+        names) besides host. The first URL of each op comes from botocore and teaches
+        UrlShape the store's URL shape; later ones are signed here (presign.py) unless
+        that shape could not reproduce botocore's signature."""
+        method = "GET" if op == "get_object" else "PUT"
+        shape = self._shapes.get(op)
+        creds = None
+        raw = getattr(getattr(client, "_request_signer", None), "_credentials", None)
+        if raw is not None and (shape is not None or op not in self._shapes):
+            frozen = await raw.get_frozen_credentials()
+            creds = Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+        if shape is not None and creds is not None:
+            return shape.url(method, self._rel(chunk_id), creds, self._expires,
+                             datetime.now(timezone.utc), signed)
+        url: str = await client.generate_presigned_url(op, Params=params,
+                                                       ExpiresIn=self._expires)
+        if op not in self._shapes:
+            learned = (UrlShape.learn(url, self._rel(chunk_id), creds, method, signed)
+                       if creds is not None else None)
+            self._shapes[op] = learned
+            if learned is None:
+                log.info("s3 chunks: %s URLs keep botocore's presigner (own signature differs)",
+                         op)
+        return url
 
     def _id_of(self, key: str) -> int | None:
         base = key.rsplit("/", 1)[-1]
@@ -378,9 +412,10 @@ class S3ChunkStore(ChunkStore):
                   "ContentLength": len(body)}
         headers = {"x-amz-checksum-crc32c": crc, "Content-Length": str(len(body))}
 
+        signed = {"content-length": str(len(body)), "x-amz-checksum-crc32c": crc}
+
         async def attempt(client: Any) -> None:
-            url = await client.generate_presigned_url("put_object", Params=params,
-                                                      ExpiresIn=self._expires)
+            url = await self._presigned(client, "put_object", chunk_id, params, signed)
             proxy, proxy_auth = self._proxy(url)
             async with self._http.put(url, data=body, headers=headers, proxy=proxy,
                                       proxy_auth=proxy_auth) as resp:
@@ -427,8 +462,7 @@ class S3ChunkStore(ChunkStore):
         params = {"Bucket": self.location.bucket, "Key": key}
 
         async def attempt(client: Any) -> bytearray | list[bytes]:
-            url = await client.generate_presigned_url("get_object", Params=params,
-                                                      ExpiresIn=self._expires)
+            url = await self._presigned(client, "get_object", cid, params, {})
             proxy, proxy_auth = self._proxy(url)
             getter = self._getter
             if getter is not None and proxy is None:
