@@ -44,6 +44,7 @@ class UrlShape:
     region: str
     service: str
     _keys: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    _stamp: tuple[int, str] = (-1, "")  # (unix second, its X-Amz-Date): strftime is slow
 
     @classmethod
     def learn(cls, url: str, rel: str, creds: Credentials, method: str,
@@ -85,7 +86,10 @@ class UrlShape:
             headers: dict[str, str]) -> str:
         """The presigned URL of the key whose relative part is rel; headers (lower-case
         names) are signed besides host and must be sent as given."""
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
+        second = int(now.timestamp())
+        if self._stamp[0] != second:
+            self._stamp = (second, now.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+        amz_date = self._stamp[1]
         day = amz_date[:8]
         scope = f"{day}/{self.region}/{self.service}/aws4_request"
         signed = {"host": self.netloc, **headers}
