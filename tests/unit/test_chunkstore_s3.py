@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -143,3 +145,55 @@ async def test_every_range_of_a_fetched_chunk_reads_back_exactly(moto: ChunkBack
             assert again.cached_bytes() == len(data)
         finally:
             await again.close()
+
+
+async def _forward_proxy(seen: list[str]) -> asyncio.AbstractServer:
+    """A minimal HTTP forward proxy (absolute-form requests, one per connection)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            line, _, rest = head.decode("latin-1").partition("\r\n")
+            method, target, version = line.split(" ")
+            seen.append(f"{method} {target}")
+            parts = urlsplit(target)
+            headers = [h for h in rest.split("\r\n") if h and not h.lower().startswith(
+                ("connection:", "proxy-"))]
+            length = next((int(h.split(":", 1)[1]) for h in headers
+                           if h.lower().startswith("content-length:")), 0)
+            body = await reader.readexactly(length)
+            up_r, up_w = await asyncio.open_connection(parts.hostname, parts.port)
+            path = parts.path + (f"?{parts.query}" if parts.query else "")
+            up_w.write("\r\n".join([f"{method} {path} {version}", *headers,
+                                    "Connection: close", "", ""]).encode("latin-1") + body)
+            await up_w.drain()
+            while data := await up_r.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+            up_w.close()
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_chunks_go_through_the_http_proxy_the_environment_names(
+        moto: ChunkBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+    loc = location(moto)  # boto3 (blocking) would go through the proxy too: before it
+    proxy = await _forward_proxy(seen)
+    port = proxy.sockets[0].getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    s = S3ChunkStore(loc)
+    try:
+        data = os.urandom(200 * KiB)
+        info = await s.put(0x77, data)
+        assert await s.get(info) == data
+        assert await s.get(info, 65536, 1000) == data[65536:66536]
+    finally:
+        await s.close()
+        proxy.close()
+    chunk = f"{moto.endpoint}/{s.location.bucket}/pre/77/00/0000000000000077"
+    assert [x.split("?")[0] for x in seen] == [f"PUT {chunk}", f"GET {chunk}", f"GET {chunk}"]
