@@ -44,9 +44,9 @@ PREFETCH_MAX = 8
 # pieces, and read-ahead fetches chunks before the reader gets there; without this each
 # piece would be another backend round-trip (or disk read) of the whole chunk.
 RECENT_MAX = PREFETCH_MAX + 4
-# Fetched chunks are kept as pieces of this size, each made with one copy of the bytes
-# received: a streaming reader (gateway/vfs/data.py reads 1 MiB pieces) then gets each
-# piece as it is instead of a fresh copy sliced out of the whole chunk.
+# Fetched chunks are kept as pieces of this size (read-only views of the buffer the chunk
+# was received into): a streaming reader (gateway/vfs/data.py reads 1 MiB pieces) then
+# gets each piece as it is (get_buffer) instead of a fresh copy sliced out of the chunk.
 SEGMENT = 1 << 20
 
 

@@ -4,10 +4,13 @@ xx/yy are the id's two low bytes (as in the local store): chunk ids are handed o
 sequentially, so leading with the fast-moving bytes spreads writes over 65536 key
 prefixes that a real store can partition.
 
-One aiobotocore client serves listings, deletes and probes, and presigns the chunk GETs
-and PUTs, which one aiohttp session sends (botocore's request machinery cost ~1.5 ms of
-CPU per request, a fifth of the gateway's CPU per MB moved). A semaphore bounds requests
-in flight to the pools' size so a burst queues here instead of inside a pool.
+One aiobotocore client serves listings, deletes and probes; chunk GETs and PUTs skip
+botocore's request machinery (~1.5 ms of CPU per request, a fifth of the gateway's CPU per
+MB moved) and go out as presigned URLs (presign.py signs them once the store's URL shape
+is learned from botocore). An aiohttp session sends the PUTs; the GETs are received
+straight into one buffer per chunk by http_get.py (aiohttp copied every byte three
+times), or through aiohttp when the environment names a proxy for the store. A semaphore
+bounds requests in flight to the pools' size so a burst queues here instead of in a pool.
 botocore's own retries are off: this module owns the budget (bounded attempts, full-jitter
 exponential backoff, one deadline per request), so a stalled backend turns into a clean
 error within a known time instead of stacking botocore's retries under ours.
@@ -15,8 +18,9 @@ error within a known time instead of stacking botocore's retries under ours.
 Uploads carry x-amz-checksum-crc32c, which the store verifies before it stores (AWS,
 MinIO, recent Ceph RGW, samebytes itself); CRC32C runs at ~40 GB/s here against MD5's
 0.6 GB/s, and on a 2-core box the upload path is CPU-bound.
-Every read is verified against the chunk's xxh3 block sums (kept in metadata); a
-mismatch is fetched once more (a flipped bit on the wire) and then raised as ChunkCorrupt.
+Every read is verified against the chunk's xxh3 block sums (kept in metadata), once per
+fetched range; a mismatch is fetched once more (a flipped bit on the wire) and then raised
+as ChunkCorrupt.
 """
 
 from __future__ import annotations
@@ -220,8 +224,8 @@ def _verified_segments(info: ChunkInfo, got: bytearray | list[bytes], pos: int, 
         return list(got)
     # One pass over the whole range; then read-only views, so no holder can change bytes
     # that others were promised are verified.
-    verify_blocks(cid, got, pos // BLOCK_SIZE, info.sums)
     view = memoryview(got).toreadonly()
+    verify_blocks(cid, view, pos // BLOCK_SIZE, info.sums)
     return [view[i:i + segment] for i in range(0, size, segment)]
 
 
