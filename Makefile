@@ -11,7 +11,7 @@ BASE_PACKAGES := fuse3 libfuse3-dev pkg-config
 SWIFT_PACKAGES := swift swift-proxy swift-account swift-container swift-object python3-swift memcached
 # ...and the ones the tests drive: NFS and S3 clients, TLS certificates, the S3 peers.
 TEST_PACKAGES := libnfs-utils rclone s3fs s3cmd awscli openssl nginx wrk rsync \
-                 $(SWIFT_PACKAGES)
+                 openjdk-17-jre-headless $(SWIFT_PACKAGES)
 SUDO        := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 

@@ -12,7 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,34 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
         time.sleep(0.05)
     gw.stop(signal.SIGKILL)
     raise AssertionError("gateway never became ready: " + gw.log())
+
+
+def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "condition",
+             every: float = 0.05) -> None:
+    """Poll pred until it is true; no fixed sleeps, no timing thresholds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def mounted_gateway(data: Path, mnt: Path, *args: str, **kw: object) -> Iterator[Gateway]:
+    """`samebytes serve --mount MNT`, yielded once the mount is up; unmounted (lazily if it
+    must be, after a SIGKILL) and stopped on the way out."""
+    gw = start_gateway(data, "--mount", str(mnt), *args, **kw)  # type: ignore[arg-type]
+    try:
+        wait_for(lambda: os.path.ismount(mnt), 20, "the mount")
+        yield gw
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        try:
+            gw.stop()
+        finally:
+            if os.path.ismount(mnt):
+                gw.stop(signal.SIGKILL)
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
 
 
 @pytest.fixture
