@@ -69,10 +69,11 @@ U64U64 = struct.Struct(">QQ")
 # fsync of its own (DESIGN.md: one group commit instead of a file create per object).
 INLINE_MAX = 16 * 1024
 
-# Keys of Inode.extra that describe the bytes (S3 checksums, multipart part sizes): a
+# Keys of Inode.extra that describe the bytes (S3 checksums, multipart part sizes and
+# part checksums): a
 # write through a mount drops them at once, so S3 never serves a stale checksum. The
 # rest (S3 headers like content-encoding, tags) describe the object and stay.
-EXTRA_BYTE_FACTS = ("checksums", "parts")
+EXTRA_BYTE_FACTS = ("checksums", "parts", "part_checksums")
 
 
 def without_byte_facts(extra: dict[str, Any]) -> dict[str, Any]:
