@@ -251,8 +251,9 @@ class LocalChunkStore(ChunkStore):
         if e is None:
             return None
         try:
-            pos = first_block * BLOCK_SIZE
-            want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
+            block = info.block_size
+            pos = first_block * block
+            want = min(block_count(end, block) * block, info.size) - pos
             buf = bytearray(want)
             try:
                 # RWF_NOWAIT: EAGAIN (or a short read) instead of waiting for the disk.
@@ -263,7 +264,7 @@ class LocalChunkStore(ChunkStore):
                 return None
         finally:
             self._fds.release(e)
-        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos)
 
     def _open_chunk(self, cid: int, size: int) -> int:
         try:
@@ -290,8 +291,9 @@ class LocalChunkStore(ChunkStore):
         fd = e.fd
         try:
             try:
-                pos = first_block * BLOCK_SIZE
-                want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
+                block = info.block_size
+                pos = first_block * block
+                want = min(block_count(end, block) * block, info.size) - pos
                 buf = os.pread(fd, want, pos)
                 # Regular files return short reads only at EOF, but a file truncated
                 # since it was opened must not pass as good data.
@@ -299,7 +301,7 @@ class LocalChunkStore(ChunkStore):
                     more = os.pread(fd, want - len(buf), pos + len(buf))
                     if not more:
                         self._fds.forget(cid)
-                        raise ChunkCorrupt(cid, (pos + len(buf)) // BLOCK_SIZE,
+                        raise ChunkCorrupt(cid, (pos + len(buf)) // block,
                                            f"file ends at byte {pos + len(buf)}, "
                                            f"expected {info.size}")
                     buf += more
@@ -307,7 +309,7 @@ class LocalChunkStore(ChunkStore):
                 raise _os_error(cid, "reading", exc) from exc
         finally:
             self._fds.release(e)
-        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos)
 
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Ask the kernel to read these chunks ahead (POSIX_FADV_WILLNEED) so that a
@@ -417,10 +419,10 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes,
+def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes, block: int,
               a: int, b: int) -> bytes:
     """buf[a:b] once every block of buf matches its checksum."""
-    verify_blocks(cid, memoryview(buf), first_block, sums)
+    verify_blocks(cid, memoryview(buf), first_block, sums, block)
     if a == 0 and b == len(buf):
         return buf  # type: ignore[return-value]  # a bytearray is as good to every caller
     return bytes(memoryview(buf)[a:b])
