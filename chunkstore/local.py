@@ -38,6 +38,7 @@ from .base import (
     verify_blocks,
 )
 from .open_chunks import OpenChunks, RecentIds
+from .workers import Workers
 
 T = TypeVar("T")
 
@@ -84,6 +85,9 @@ class LocalChunkStore(ChunkStore):
     def __init__(self, root: Path, *, threads: int = 8) -> None:
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
+        # Reads that may wait for the disk: the leanest hop there is (a cold 4 KiB read
+        # through the mount is mostly hop and disk latency).
+        self._readers = Workers(threads, "chunkstore-read")
         self._closed = False
         self._fds = OpenChunks(self._open_chunk, _close_quietly)
         self._advised = RecentIds(ADVISED_IDS)
@@ -241,7 +245,7 @@ class LocalChunkStore(ChunkStore):
         fast = self._get_cached(info, first_block, start, end)
         if fast is not None:
             return fast
-        return await self._run(self._get_sync, info, first_block, start, end)
+        return await self._readers.run(self._get_sync, info, first_block, start, end)
 
     def _get_cached(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes | None:
         """The range from the page cache without blocking, or None (not open here, not
@@ -409,6 +413,7 @@ class LocalChunkStore(ChunkStore):
         # Let in-flight puts finish (they are durable or cleaned up, never half-done);
         # wait off the loop because a put may be inside a slow fsync.
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self._readers.close)
         self._fds.close_all()
 
 

@@ -8,6 +8,7 @@ syscalls returned): a kernel counter, not a spy on our own code.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -222,3 +223,46 @@ async def test_a_data_folder_with_64k_block_records_reads_and_fscks(tmp_path: Pa
         assert [(x.kind, x.chunk) for x in report.findings] == [("chunk-corrupt", old_ids[1])]
     finally:
         await fs.aclose()
+
+
+# --- the read workers -----------------------------------------------------------------------
+
+
+async def test_a_worker_call_returns_its_result_or_raises_its_exception() -> None:
+    import threading
+
+    from chunkstore.workers import Workers
+
+    w = Workers(2, "test-workers")
+    try:
+        here = threading.get_ident()
+        assert await w.run(lambda a, b: (a + b, threading.get_ident() != here), 2, 3) == (5, True)
+        with pytest.raises(ChunkCorrupt, match="block 7"):
+            await w.run(lambda: (_ for _ in ()).throw(ChunkCorrupt(1, 7, "bad")))
+    finally:
+        await asyncio.get_running_loop().run_in_executor(None, w.close)
+
+
+async def test_a_cancelled_read_leaves_the_workers_serving_and_close_waits_for_calls() -> None:
+    import threading
+
+    from chunkstore.workers import Workers
+
+    w = Workers(1, "test-workers")
+    gate = threading.Event()
+    done: list[int] = []
+    slow = asyncio.ensure_future(w.run(lambda: (gate.wait(30), done.append(1))))
+    await asyncio.sleep(0)
+    slow.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await slow
+    gate.set()
+    assert await w.run(lambda: 42) == 42  # the one thread finished the abandoned call
+    gate2 = threading.Event()
+    last = asyncio.ensure_future(w.run(lambda: (gate2.wait(30), done.append(2))))
+    await asyncio.sleep(0)
+    closing = asyncio.get_running_loop().run_in_executor(None, w.close)
+    gate2.set()
+    await closing  # returns only once the queued call ran
+    assert done == [1, 2]
+    await last
