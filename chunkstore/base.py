@@ -8,7 +8,7 @@ verifies only the blocks it covers: reading 4 KiB of a 4 MiB chunk costs O(one b
 Block size: new chunks are written with BLOCK_SIZE (16 KiB) blocks; chunks written
 before with 64 KiB blocks keep their sums and keep reading. A chunk record stores no
 block size: it is implied by the chunk's size and its number of sums (``block_size_of``),
-which is unambiguous because the sizes in BLOCK_SIZES are each at least twice the last.
+which is unambiguous because each size in BLOCK_SIZES is at least twice the one before.
 Why 16 KiB: a cold 4 KiB random read must read and verify the whole covering block, and
 here a cold 64 KiB pread took ~150 us against ~85 us for 16 KiB and ~65 us for 4 KiB;
 16 KiB keeps a 4 MiB chunk's sums at 2 KiB (one LMDB overflow page; 4 KiB blocks would

@@ -68,6 +68,12 @@ def test_new_chunks_get_16k_blocks_and_both_sizes_are_readable() -> None:
     assert BLOCK_SIZES == (16 * KiB, OLD_BLOCK)
 
 
+def test_each_readable_block_size_is_at_least_twice_the_one_before() -> None:
+    # What makes the block size implied by (size, number of sums) unambiguous.
+    assert list(BLOCK_SIZES) == sorted(BLOCK_SIZES) and BLOCK_SIZE in BLOCK_SIZES
+    assert all(b >= 2 * a for a, b in zip(BLOCK_SIZES, BLOCK_SIZES[1:]))
+
+
 @pytest.mark.parametrize("size", [0, 1, 16 * KiB - 1, 16 * KiB, 16 * KiB + 1, 20 * KiB,
                                   OLD_BLOCK, OLD_BLOCK + 1, 100 * KiB, 3 * OLD_BLOCK + 7, CHUNK])
 @pytest.mark.parametrize("block", BLOCK_SIZES)
