@@ -38,7 +38,6 @@ from urllib.parse import urlsplit
 from awscrt.checksums import crc32c
 
 from .base import (
-    BLOCK_SIZE,
     ChunkCorrupt,
     ChunkError,
     ChunkInfo,
@@ -341,8 +340,9 @@ class S3ChunkStore(ChunkStore):
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
-        pos = first_block * BLOCK_SIZE
-        stop = min(block_count(end) * BLOCK_SIZE, info.size)
+        block = info.block_size
+        pos = first_block * block
+        stop = min(block_count(end, block) * block, info.size)
         buf = await self.fetch_verified(info, pos, stop)
         if pos == start and stop == end:
             return buf
@@ -353,7 +353,8 @@ class S3ChunkStore(ChunkStore):
         on a mismatch, then ChunkCorrupt. Bad bytes never leave this method."""
         if stop <= pos:
             return b""
-        segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos) * BLOCK_SIZE)
+        block = info.block_size
+        segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos, block) * block)
         return segs[0] if len(segs) == 1 else b"".join(segs)
 
     async def fetch_segments(self, info: ChunkInfo, pos: int, stop: int,
@@ -361,8 +362,9 @@ class S3ChunkStore(ChunkStore):
         """fetch_verified, as pieces of `segment` bytes (a multiple of BLOCK_SIZE; the last
         may be short), each made with one copy of the received bytes: a reader that
         takes the chunk in pieces of that size gets them without another copy."""
-        if segment % BLOCK_SIZE or segment <= 0:
-            raise ValueError(f"segment {segment} is not a positive multiple of {BLOCK_SIZE}")
+        block = info.block_size
+        if segment % block or segment <= 0:
+            raise ValueError(f"segment {segment} is not a positive multiple of {block}")
         cid = info.chunk_id
         key = self.key(cid)
         whole = pos == 0 and stop == info.size
@@ -382,10 +384,10 @@ class S3ChunkStore(ChunkStore):
             try:
                 got = sum(len(s) for s in segs)
                 if got != stop - pos:
-                    raise ChunkCorrupt(cid, (pos + min(got, stop - pos)) // BLOCK_SIZE,
+                    raise ChunkCorrupt(cid, (pos + min(got, stop - pos)) // block,
                                        f"backend returned {got} bytes for {pos}..{stop}")
                 for i, seg in enumerate(segs):
-                    verify_blocks(cid, seg, (pos + i * segment) // BLOCK_SIZE, info.sums)
+                    verify_blocks(cid, seg, (pos + i * segment) // block, info.sums, block)
                 return segs
             except ChunkCorrupt:
                 if tries == 2:
