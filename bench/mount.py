@@ -24,7 +24,14 @@ process spent during the job, median over rounds. It is far less noisy than thro
 on a shared machine, and it shows what the kernel serves alone: a cached re-read that
 costs the server nothing is served from the page cache.
 
-    python -m bench.mount [--quick] [--data DIR] [--rounds N] [--keep]
+Beside each figure also ``disk_reads``: read requests the data disk completed during the
+job and the KiB they moved, per operation (rand_read_4k: per 4 KiB pread), median over
+rounds, from /proc/diskstats of the device holding the data directory. It shows read
+amplification (a 4 KiB read that makes the server read 64 KiB) apart from latency.
+
+    python -m bench.mount [--quick] [--data DIR] [--rounds N] [--keep] [--jobs rand_read_4k,...]
+
+--jobs narrows the run to some jobs (seq_write always runs when a read job needs its file).
 """
 
 from __future__ import annotations
@@ -217,6 +224,31 @@ FIGURES: dict[str, tuple[str, str]] = {
 }
 
 
+def _disk_of(path: Path) -> str | None:
+    """The /proc/diskstats name of the block device holding path (None if not one)."""
+    dev = os.stat(path).st_dev
+    try:
+        with open(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}/uevent") as f:
+            for line in f:
+                if line.startswith("DEVNAME="):
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def disk_reads(name: str | None) -> tuple[int, int]:
+    """(reads completed, sectors read) of a block device so far, (0, 0) if unknown."""
+    if name is None:
+        return 0, 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            parts = line.split()
+            if parts[2] == name:
+                return int(parts[3]), int(parts[5])
+    return 0, 0
+
+
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process (all its threads) so far."""
     with open(f"/proc/{pid}/stat", "rb") as f:
@@ -227,10 +259,14 @@ def process_cpu_seconds(pid: int) -> float:
 CpuValues = dict[str, dict[str, list[float]]]
 
 
-def run_rounds(targets: dict[str, tuple[Mount, Path]], sz: Sizes,
-               rounds: int) -> tuple[dict[str, dict[str, list[float]]], CpuValues, str]:
+def run_rounds(targets: dict[str, tuple[Mount, Path]], sz: Sizes, rounds: int,
+               jobs: frozenset[str] = frozenset(FIGURES),
+               ) -> tuple[dict[str, dict[str, list[float]]], CpuValues, CpuValues, str]:
+    """Values, server CPU seconds and disk reads ([reads, KiB] per operation) by figure."""
     values: dict[str, dict[str, list[float]]] = {f: {t: [] for t in TARGETS} for f in FIGURES}
     cpu: CpuValues = {f: {t: [] for t in TARGETS if t != "disk"} for f in FIGURES}
+    io: CpuValues = {f: {t: [] for t in TARGETS} for f in FIGURES}
+    dev = _disk_of(next(iter(targets.values()))[1])
     dropped = ""
     for r in range(rounds):
         for t in TARGETS:
@@ -238,24 +274,38 @@ def run_rounds(targets: dict[str, tuple[Mount, Path]], sz: Sizes,
             path = where / "big.bin"
             v = values
 
-            def job(name: str, fn: Any, *args: Any) -> None:
+            def job(name: str, fn: Any, *args: Any, ops: Any = None) -> None:
+                if name not in jobs:
+                    return
                 pid = m.proc.pid if m.proc is not None else None
                 c0 = process_cpu_seconds(pid) if pid else 0.0
+                r0, s0 = disk_reads(dev)
+                t0 = time.perf_counter()
                 v[name][t].append(fn(*args))
+                elapsed = time.perf_counter() - t0
+                r1, s1 = disk_reads(dev)
                 if pid:
                     cpu[name][t].append(process_cpu_seconds(pid) - c0)
+                n = ops(v[name][t][-1], elapsed) if ops else 1
+                io[name][t].append([(r1 - r0) / n, (s1 - s0) / 2 / n])
 
-            job("seq_write", seq_write, path, sz.file)
-            dropped = drop_caches(path)
-            job("seq_read_first", seq_read, path)
-            job("seq_read_cached", seq_read, path)
-            drop_caches(path)
-            job("rand_read_4k", rand_read, path, sz.rand_s, r)
-            path.unlink()
+            needs_file = jobs & {"seq_write", "seq_read_first", "seq_read_cached", "rand_read_4k"}
+            if needs_file:
+                if "seq_write" in jobs:
+                    job("seq_write", seq_write, path, sz.file)
+                else:
+                    seq_write(path, sz.file)
+                dropped = drop_caches(path)
+                job("seq_read_first", seq_read, path)
+                job("seq_read_cached", seq_read, path)
+                drop_caches(path)
+                job("rand_read_4k", rand_read, path, sz.rand_s, r,
+                    ops=lambda rate, elapsed: max(1.0, rate * elapsed))
+                path.unlink()
             job("small_files", small_files, where, sz.small_files)
             log(f"round {r + 1}/{rounds} {t}: " + ", ".join(
-                f"{f} {v[f][t][-1]:,.0f}" for f in FIGURES))
-    return values, cpu, dropped
+                f"{f} {v[f][t][-1]:,.0f}" for f in FIGURES if v[f][t]))
+    return values, cpu, io, dropped
 
 
 TARGETS_GOALS: dict[str, tuple[str, float]] = {
@@ -266,9 +316,12 @@ TARGETS_GOALS: dict[str, tuple[str, float]] = {
 }
 
 
-def report(values: dict[str, dict[str, list[float]]], cpu: CpuValues) -> dict[str, Any]:
+def report(values: dict[str, dict[str, list[float]]], cpu: CpuValues,
+           io: CpuValues | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (unit, what) in FIGURES.items():
+        if not values[name]["samebytes"]:
+            continue
         fig = Figure(name, unit, f"samebytes mount: {what}", f"local disk directly: {what}")
         fig.samebytes, fig.limit = values[name]["samebytes"], values[name]["disk"]
         fig.other("passthrough", f"minimal pyfuse3 pass-through of a local directory: {what}") \
@@ -281,13 +334,24 @@ def report(values: dict[str, dict[str, list[float]]], cpu: CpuValues) -> dict[st
                            "met": ratio is not None and ratio >= goal}
         d["server_cpu_seconds"] = {t: round(statistics.median(c), 3) if c else None
                                    for t, c in cpu[name].items()}
+        if io is not None:
+            per = "per read" if name == "rand_read_4k" else "per job"
+            d[f"disk_reads_{per.replace(' ', '_')}"] = {
+                t: {"reads": round(statistics.median(x[0] for x in c), 3),
+                    "kib": round(statistics.median(x[1] for x in c), 1)} if c else None
+                for t, c in io[name].items()}
         out[name] = d
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    opts = parser("samebytes FUSE mount benchmark (beside the disk and a pyfuse3 pass-through)") \
-        .parse_args(argv)
+    p = parser("samebytes FUSE mount benchmark (beside the disk and a pyfuse3 pass-through)")
+    p.add_argument("--jobs", default=",".join(FIGURES),
+                   help=f"comma-separated jobs to run (default all: {','.join(FIGURES)})")
+    opts = p.parse_args(argv)
+    jobs = frozenset(j.strip() for j in opts.jobs.split(",") if j.strip())
+    if not jobs or jobs - set(FIGURES):
+        raise SystemExit(f"--jobs: choose from {', '.join(FIGURES)}")
     rounds = max(3, opts.rounds or (3 if opts.quick else 5))
     sz = Sizes.pick(opts.quick)
     if not os.path.exists("/dev/fuse") or shutil.which("fusermount3") is None:
@@ -298,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     mounts: dict[str, tuple[Mount, Path]] = {}
     try:
         mounts = start_mounts(run)
-        values, cpu, dropped = run_rounds(mounts, sz, rounds)
+        values, cpu, io, dropped = run_rounds(mounts, sz, rounds, jobs)
     finally:
         for m, _ in mounts.values():
             m.stop()
@@ -308,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine_info(run.parent),
         "sizes": {"file_bytes": sz.file, "rand_seconds": sz.rand_s, "small_files": sz.small_files},
         "cache_drop": dropped,
-        "figures": report(values, cpu),
+        "figures": report(values, cpu, io),
         "total_seconds": round(time.perf_counter() - t0, 1),
     })
 

@@ -1079,8 +1079,13 @@ def target_check(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+PHASES_ORDER = ("small", "big", "list")
+PHASES = frozenset(PHASES_ORDER)
+
+
 async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool,
-                  servers: list[Server], peer_info: dict[str, Any]) -> dict[str, Any]:
+                  servers: list[Server], peer_info: dict[str, Any],
+                  only: frozenset[str] = PHASES) -> dict[str, Any]:
     skipped: dict[str, str] = {}
     ak, sk = "SBBENCH" + os.urandom(6).hex().upper()[:13], os.urandom(20).hex()
     log("starting samebytes")
@@ -1137,6 +1142,8 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
                   Profiler(profile, work, sb_srv), swift=swift)
         for name, coro in [("small", lambda: bench_small(run)), ("big", lambda: bench_big(run)),
                            ("list", lambda: bench_list(run, session))]:
+            if name not in only:
+                continue
             t0 = time.perf_counter()
             log(f"{name}: start")
             figures.update(await coro())
@@ -1147,6 +1154,7 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
     return {
         "benchmark": "s3",
         "mode": "quick" if quick else "full",
+        "phases": [p for p in PHASES_ORDER if p in only],
         "machine": machine_info(data),
         "servers": peer_info,
         "skipped": skipped,
@@ -1186,7 +1194,13 @@ def main(argv: list[str] | None = None) -> None:
     p = parser("samebytes S3 door benchmark (beside moto, nginx and Swift, interleaved)")
     p.add_argument("--profile", action="store_true",
                    help="attach py-spy to the samebytes server per figure (perturbs figures)")
+    p.add_argument("--only", default=",".join(PHASES_ORDER),
+                   help="comma list of phases to run (small, big, list; default all): "
+                        "e.g. --only big while working on the 64 MiB figures")
     opts = p.parse_args(argv)
+    only = frozenset(x.strip() for x in opts.only.split(",") if x.strip())
+    if not only or not only <= PHASES:
+        p.error(f"--only: choose from {', '.join(PHASES_ORDER)}")
     rounds = max(3, opts.rounds or (3 if opts.quick else 5))
     sz = Sizes.pick(opts.quick)
     data = make_data_dir(opts.data, "s3")
@@ -1195,7 +1209,8 @@ def main(argv: list[str] | None = None) -> None:
     servers: list[Server] = []
     peer_info: dict[str, Any] = {}
     try:
-        doc = uvloop.run(run_all(data, sz, rounds, opts.quick, opts.profile, servers, peer_info))
+        doc = uvloop.run(run_all(data, sz, rounds, opts.quick, opts.profile, servers, peer_info,
+                                 only))
     except BaseException:
         for s in servers:
             log(f"{s.name} log tail:\n{s.log_tail(2000)}")

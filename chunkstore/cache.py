@@ -24,7 +24,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .base import (
-    BLOCK_SIZE,
     ChunkCorrupt,
     ChunkError,
     ChunkInfo,
@@ -160,11 +159,12 @@ class CachedChunkStore(ChunkStore):
     async def _read_cached(self, info: ChunkInfo, first_block: int, start: int,
                            end: int) -> bytes | None:
         cid = info.chunk_id
-        pos = first_block * BLOCK_SIZE
-        stop = min(block_count(end) * BLOCK_SIZE, info.size)
+        block = info.block_size
+        pos = first_block * block
+        stop = min(block_count(end, block) * block, info.size)
         try:
             buf = await asyncio.to_thread(_read_range, self.path(cid), pos, stop, info.size)
-            verify_blocks(cid, buf, first_block, info.sums)
+            verify_blocks(cid, buf, first_block, info.sums, block)
         except (OSError, ChunkCorrupt) as e:
             log.warning("cache: dropping chunk %s: %s", chunk_name(cid), e)
             self._forget(cid)

@@ -38,6 +38,7 @@ from .base import (
     verify_blocks,
 )
 from .open_chunks import OpenChunks, RecentIds
+from .workers import Workers
 
 T = TypeVar("T")
 
@@ -84,6 +85,9 @@ class LocalChunkStore(ChunkStore):
     def __init__(self, root: Path, *, threads: int = 8) -> None:
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
+        # Reads that may wait for the disk: the leanest hop there is (a cold 4 KiB read
+        # through the mount is mostly hop and disk latency).
+        self._readers = Workers(threads, "chunkstore-read")
         self._closed = False
         self._fds = OpenChunks(self._open_chunk, _close_quietly)
         self._advised = RecentIds(ADVISED_IDS)
@@ -241,7 +245,7 @@ class LocalChunkStore(ChunkStore):
         fast = self._get_cached(info, first_block, start, end)
         if fast is not None:
             return fast
-        return await self._run(self._get_sync, info, first_block, start, end)
+        return await self._readers.run(self._get_sync, info, first_block, start, end)
 
     def _get_cached(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes | None:
         """The range from the page cache without blocking, or None (not open here, not
@@ -251,8 +255,9 @@ class LocalChunkStore(ChunkStore):
         if e is None:
             return None
         try:
-            pos = first_block * BLOCK_SIZE
-            want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
+            block = info.block_size
+            pos = first_block * block
+            want = min(block_count(end, block) * block, info.size) - pos
             buf = bytearray(want)
             try:
                 # RWF_NOWAIT: EAGAIN (or a short read) instead of waiting for the disk.
@@ -263,7 +268,7 @@ class LocalChunkStore(ChunkStore):
                 return None
         finally:
             self._fds.release(e)
-        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos)
 
     def _open_chunk(self, cid: int, size: int) -> int:
         try:
@@ -290,8 +295,9 @@ class LocalChunkStore(ChunkStore):
         fd = e.fd
         try:
             try:
-                pos = first_block * BLOCK_SIZE
-                want = min(block_count(end) * BLOCK_SIZE, info.size) - pos
+                block = info.block_size
+                pos = first_block * block
+                want = min(block_count(end, block) * block, info.size) - pos
                 buf = os.pread(fd, want, pos)
                 # Regular files return short reads only at EOF, but a file truncated
                 # since it was opened must not pass as good data.
@@ -299,7 +305,7 @@ class LocalChunkStore(ChunkStore):
                     more = os.pread(fd, want - len(buf), pos + len(buf))
                     if not more:
                         self._fds.forget(cid)
-                        raise ChunkCorrupt(cid, (pos + len(buf)) // BLOCK_SIZE,
+                        raise ChunkCorrupt(cid, (pos + len(buf)) // block,
                                            f"file ends at byte {pos + len(buf)}, "
                                            f"expected {info.size}")
                     buf += more
@@ -307,7 +313,7 @@ class LocalChunkStore(ChunkStore):
                 raise _os_error(cid, "reading", exc) from exc
         finally:
             self._fds.release(e)
-        return _verified(cid, buf, first_block, info.sums, start - pos, end - pos)
+        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos)
 
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Ask the kernel to read these chunks ahead (POSIX_FADV_WILLNEED) so that a
@@ -407,6 +413,7 @@ class LocalChunkStore(ChunkStore):
         # Let in-flight puts finish (they are durable or cleaned up, never half-done);
         # wait off the loop because a put may be inside a slow fsync.
         await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        await asyncio.get_running_loop().run_in_executor(None, self._readers.close)
         self._fds.close_all()
 
 
@@ -417,10 +424,10 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes,
+def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes, block: int,
               a: int, b: int) -> bytes:
     """buf[a:b] once every block of buf matches its checksum."""
-    verify_blocks(cid, memoryview(buf), first_block, sums)
+    verify_blocks(cid, memoryview(buf), first_block, sums, block)
     if a == 0 and b == len(buf):
         return buf  # type: ignore[return-value]  # a bytearray is as good to every caller
     return bytes(memoryview(buf)[a:b])

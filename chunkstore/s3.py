@@ -45,7 +45,6 @@ from awscrt.checksums import crc32c
 from . import http_get
 from .presign import Credentials, UrlShape
 from .base import (
-    BLOCK_SIZE,
     ChunkCorrupt,
     ChunkError,
     ChunkInfo,
@@ -214,18 +213,19 @@ def _verified_segments(info: ChunkInfo, got: bytearray | list[bytes], pos: int, 
     """The fetched bytes [pos, stop) as `segment`-sized pieces, checked against the chunk's
     sums first (ChunkCorrupt names the first bad block)."""
     cid = info.chunk_id
+    block = info.block_size
     size = len(got) if isinstance(got, bytearray) else sum(len(s) for s in got)
     if size != stop - pos:
-        raise ChunkCorrupt(cid, (pos + min(size, stop - pos)) // BLOCK_SIZE,
+        raise ChunkCorrupt(cid, (pos + min(size, stop - pos)) // block,
                            f"backend returned {size} bytes for {pos}..{stop}")
     if isinstance(got, list):
         for i, seg in enumerate(got):
-            verify_blocks(cid, seg, (pos + i * segment) // BLOCK_SIZE, info.sums)
+            verify_blocks(cid, seg, (pos + i * segment) // block, info.sums, block)
         return list(got)
     # One pass over the whole range; then read-only views, so no holder can change bytes
     # that others were promised are verified.
     view = memoryview(got).toreadonly()
-    verify_blocks(cid, view, pos // BLOCK_SIZE, info.sums)
+    verify_blocks(cid, view, pos // block, info.sums, block)
     return [view[i:i + segment] for i in range(0, size, segment)]
 
 
@@ -435,8 +435,9 @@ class S3ChunkStore(ChunkStore):
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
-        pos = first_block * BLOCK_SIZE
-        stop = min(block_count(end) * BLOCK_SIZE, info.size)
+        block = info.block_size
+        pos = first_block * block
+        stop = min(block_count(end, block) * block, info.size)
         buf = await self.fetch_verified(info, pos, stop)
         if pos == start and stop == end:
             return buf
@@ -447,17 +448,19 @@ class S3ChunkStore(ChunkStore):
         on a mismatch, then ChunkCorrupt. Bad bytes never leave this method."""
         if stop <= pos:
             return b""
-        segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos) * BLOCK_SIZE)
+        block = info.block_size
+        segs = await self.fetch_segments(info, pos, stop, block_count(stop - pos, block) * block)
         return bytes(segs[0]) if len(segs) == 1 else b"".join(segs)
 
     async def fetch_segments(self, info: ChunkInfo, pos: int, stop: int,
                              segment: int) -> list[Segment]:
-        """fetch_verified, as pieces of `segment` bytes (a multiple of BLOCK_SIZE; the last
-        may be short): read-only views of the one buffer the body was received into (or,
-        through a proxy, bytes joined once from what aiohttp received). A reader that takes
-        the chunk in pieces of that size gets them without a copy."""
-        if segment % BLOCK_SIZE or segment <= 0:
-            raise ValueError(f"segment {segment} is not a positive multiple of {BLOCK_SIZE}")
+        """fetch_verified, as pieces of `segment` bytes (a multiple of the chunk's block
+        size; the last may be short): read-only views of the one buffer the body was
+        received into (or, through a proxy, bytes joined once from what aiohttp received).
+        A reader that takes the chunk in pieces of that size gets them without a copy."""
+        block = info.block_size
+        if segment % block or segment <= 0:
+            raise ValueError(f"segment {segment} is not a positive multiple of {block}")
         cid = info.chunk_id
         key = self.key(cid)
         whole = pos == 0 and stop == info.size
@@ -473,7 +476,7 @@ class S3ChunkStore(ChunkStore):
                 try:
                     resp = await getter.get(url, headers, stop - pos)
                 except http_get.WrongLength as e:
-                    raise ChunkCorrupt(cid, (pos + min(e.length, stop - pos)) // BLOCK_SIZE,
+                    raise ChunkCorrupt(cid, (pos + min(e.length, stop - pos)) // block,
                                        f"backend returned {e.length} bytes for {pos}..{stop}"
                                        ) from e
                 except http_get.Unsupported as e:

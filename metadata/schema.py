@@ -11,6 +11,8 @@ dirent     parent u64 + sortname                 child ino u64 + seq u64
 dirseq     parent u64 + seq u64                  sortname (readdir order; cookies = seq)
 extent     ino u64 + file offset u64             Extent record (chunk slice or inline bytes)
 chunk      chunk id u64                          refs u32 + size u32 + xxh3 sums per block
+                                                 (16 or 64 KiB blocks: implied by size and
+                                                 the count, chunkstore.base.block_size_of)
 pending    chunk id u64                          writer pid u32 + its start time u64: spilled
                                                  by an open file, not yet committed (refs 0)
 trash      chunk id u64                          freed at ns i64 (chunk deleted after grace)
@@ -69,10 +71,11 @@ U64U64 = struct.Struct(">QQ")
 # fsync of its own (DESIGN.md: one group commit instead of a file create per object).
 INLINE_MAX = 16 * 1024
 
-# Keys of Inode.extra that describe the bytes (S3 checksums, multipart part sizes): a
+# Keys of Inode.extra that describe the bytes (S3 checksums, multipart part sizes and
+# part checksums): a
 # write through a mount drops them at once, so S3 never serves a stale checksum. The
 # rest (S3 headers like content-encoding, tags) describe the object and stay.
-EXTRA_BYTE_FACTS = ("checksums", "parts")
+EXTRA_BYTE_FACTS = ("checksums", "parts", "part_checksums")
 
 
 def without_byte_facts(extra: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,12 +81,35 @@ class Gateway:
 TEST_CHUNKS = os.environ.get("SAMEBYTES_TEST_CHUNKS", "")
 
 
+def chunk_args_for(data: Path) -> tuple[str, ...]:
+    """The --chunks options start_gateway gives a gateway on `data` (none: local chunks).
+    A folder restored from data's backup must be started with these: its chunks stayed
+    in data's bucket."""
+    if not TEST_CHUNKS:
+        return ()
+    from tests.s3backends import session_backend
+    backend = session_backend(TEST_CHUNKS)
+    return tuple(backend.args(backend.bucket_for(data)))
+
+
+def stored_chunks(data: Path) -> set[str]:
+    """The names (16 hex digits) of the chunks the store of the gateway on `data` holds,
+    temporaries excluded: files in the local chunk folder, or objects in the folder's
+    bucket on the s3 backend (keys PREFIX/xx/yy/NAME)."""
+    if TEST_CHUNKS:
+        from tests.s3backends import session_backend
+        backend = session_backend(TEST_CHUNKS)
+        return {k.rsplit("/", 1)[-1] for k in backend.objects(backend.bucket_for(data))}
+    return {p.name for p in (data / "chunks").rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
 def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
                   timeout: float = 30, scheme: str = "http", ca: Path | None = None) -> Gateway:
     if TEST_CHUNKS and "--chunks" not in args:
         from tests.s3backends import session_backend
         backend = session_backend(TEST_CHUNKS)
-        args = (*args, *backend.args(backend.bucket_for(data)))
+        args = (*args, *chunk_args_for(data))
         # Exported, not just passed: admin commands and separate mounts run by a test
         # (without --chunks: they use the recorded backend) need the credentials too.
         os.environ.update(backend.env())
@@ -118,6 +142,34 @@ def start_gateway(data: Path, *args: str, env: dict[str, str] | None = None,
         time.sleep(0.05)
     gw.stop(signal.SIGKILL)
     raise AssertionError("gateway never became ready: " + gw.log())
+
+
+def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "condition",
+             every: float = 0.05) -> None:
+    """Poll pred until it is true; no fixed sleeps, no timing thresholds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+@contextlib.contextmanager
+def mounted_gateway(data: Path, mnt: Path, *args: str, **kw: object) -> Iterator[Gateway]:
+    """`samebytes serve --mount MNT`, yielded once the mount is up; unmounted (lazily if it
+    must be, after a SIGKILL) and stopped on the way out."""
+    gw = start_gateway(data, "--mount", str(mnt), *args, **kw)  # type: ignore[arg-type]
+    try:
+        wait_for(lambda: os.path.ismount(mnt), 20, "the mount")
+        yield gw
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        try:
+            gw.stop()
+        finally:
+            if os.path.ismount(mnt):
+                gw.stop(signal.SIGKILL)
+                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
 
 
 @pytest.fixture

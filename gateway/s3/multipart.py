@@ -185,12 +185,14 @@ def _object_checksum(upload_extra: dict[str, Any], parts: list[dict[str, Any]]) 
     values = [p.get("checksums", {}).get(alg) for p in parts]
     if not alg or any(v is None for v in values):
         return {}
+    # Kept for GetObjectAttributes' ObjectParts, which lists them part by part.
+    per_part = {"part_checksums": {alg: values}}
     if upload_extra.get("checksum_type") != "FULL_OBJECT":
-        return {"checksums": {alg: checksums_mod.composite(alg, values)}}
+        return {"checksums": {alg: checksums_mod.composite(alg, values)}, **per_part}
     crc = combine_all(alg, [(int.from_bytes(base64.b64decode(v), "big"), p["size"])
                             for v, p in zip(values, parts)])
     raw = crc.to_bytes(CRC_WIDTH[alg] // 8, "big")
-    return {"checksums": {alg: base64.b64encode(raw).decode("ascii")}}
+    return {"checksums": {alg: base64.b64encode(raw).decode("ascii")}, **per_part}
 
 
 async def abort(ctx: Ctx) -> web.StreamResponse:

@@ -309,17 +309,34 @@ async def get_attributes(ctx: Ctx) -> web.StreamResponse:
     if not wanted:
         raise S3Error("InvalidArgument", "x-amz-object-attributes header specifying the attributes to be "
                       "retrieved is either missing or empty")
+    max_parts = parse_int(ctx.headers.get("x-amz-max-parts"), "x-amz-max-parts", 1000, 0, 1000)
+    marker = parse_int(ctx.headers.get("x-amz-part-number-marker"), "x-amz-part-number-marker",
+                       0, 0, 10000)
     inode = await ctx.door.fs.stat_object(ctx.caller, ctx.bucket, ctx.key)
     check_conditions(ctx.headers, object_etag(inode), inode.mtime_ns)
     parts = inode.extra.get("parts")
     sums = inode.extra.get("checksums", {})
+    page: dict[str, Any] = {}
+    if parts and "ObjectParts" in wanted:
+        page["parts_count"] = len(parts)
+        # S3 lists the parts one by one only when they carry checksums; their numbers
+        # are the object's (1..N, as GET ?partNumber= counts them).
+        per_part = inode.extra.get("part_checksums") or {}
+        if per_part:
+            alg, values = next(iter(per_part.items()))
+            chosen = list(range(marker, min(len(parts), marker + max_parts)))
+            page.update(
+                parts=[xml.PartEntry(i + 1, None, "", parts[i], {alg: values[i]}) for i in chosen],
+                part_number_marker=marker,
+                next_part_number_marker=chosen[-1] + 1 if chosen else marker,
+                max_parts=max_parts, is_truncated=marker + max_parts < len(parts))
     body = xml.get_object_attributes(
         etag=object_etag(inode) if "ETag" in wanted else None,
         size=inode.size if "ObjectSize" in wanted else None,
         storage_class="STANDARD" if "StorageClass" in wanted else None,
         checksums=sums if "Checksum" in wanted else None,
         checksum_type=checksum_type(next(iter(sums.values()))) if sums and "Checksum" in wanted else None,
-        parts_count=len(parts) if parts and "ObjectParts" in wanted else None)
+        **page)
     return web.Response(status=200, body=body, content_type=XML,
                         headers={"Last-Modified": http_date(inode.mtime_ns)})
 

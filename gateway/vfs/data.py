@@ -320,20 +320,25 @@ async def _fetch_buffer(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes | m
 
 
 def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | None]]:
-    """(offset, length, extent or None for a hole) covering [start, end) in order."""
+    """(offset, length, extent or None for a hole) covering [start, end) in order, each at
+    most STREAM_PIECE long: a hole becomes a buffer of zeros, and a sparse file's
+    gigabyte hole must not become one gigabyte buffer."""
     out: list[tuple[int, int, Extent | None]] = []
     at = start
+
+    def hole(a: int, b: int) -> None:
+        for o in range(a, b, STREAM_PIECE):
+            out.append((o, min(STREAM_PIECE, b - o), None))
+
     for e in p.covering(start, end):
         if e.offset < start or e.end > end:
             e = e.slice(max(e.offset, start), min(e.end, end))
-        if e.offset > at:
-            out.append((at, e.offset - at, None))
+        hole(at, e.offset)
         for o in range(e.offset, e.end, STREAM_PIECE):
             n = min(STREAM_PIECE, e.end - o)
             out.append((o, n, e if n == e.length else e.slice(o, o + n)))
         at = e.end
-    if at < end:
-        out.append((at, end - at, None))
+    hole(at, end)
     return out
 
 

@@ -16,7 +16,6 @@ import signal
 import sqlite3
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +25,7 @@ pyfuse3 = pytest.importorskip("pyfuse3")
 
 from gateway.fuse.ops import fuse_errors  # noqa: E402
 from gateway.vfs.errors import NotFound  # noqa: E402
-from tests.conftest import IN_CI, Gateway, start_gateway  # noqa: E402
+from tests.conftest import IN_CI, Gateway, mounted_gateway, wait_for  # noqa: E402
 from tests.integration.conftest import client_for  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,14 +38,6 @@ if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3") or os.gete
     pytest.skip("FUSE tests need /dev/fuse, fusermount3 and root", allow_module_level=True)
 
 
-def wait_for(pred, timeout: float = 10.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def door() -> Iterator[tuple[Gateway, Path]]:
     # Not under pytest's tmp_path: its 0700 parents would stop the non-root tests.
@@ -55,22 +46,10 @@ def door() -> Iterator[tuple[Gateway, Path]]:
     mnt = base / "mnt"
     mnt.mkdir()
     try:
-        gw = start_gateway(base / "data", "--mount", str(mnt))
-    except BaseException:
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    try:
-        wait_for(lambda: os.path.ismount(mnt), 20, "the mount")
-        yield gw, mnt
+        with mounted_gateway(base / "data", mnt) as gw:
+            yield gw, mnt
     finally:
-        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
-        try:
-            gw.stop()
-        finally:
-            if os.path.ismount(mnt):
-                gw.stop(signal.SIGKILL)
-                subprocess.run(["fusermount3", "-uz", str(mnt)], capture_output=True)
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

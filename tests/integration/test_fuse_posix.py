@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI, Gateway
+from tests.conftest import IN_CI, TEST_CHUNKS, Gateway
 from tests.integration.conftest import client_for
 
 if not os.path.exists("/dev/fuse") or not shutil.which("fusermount3") or os.geteuid() != 0:
@@ -133,6 +133,8 @@ def test_a_name_longer_than_255_bytes_is_enametoolong(bkt: Path) -> None:
 # -- errors programs expect ------------------------------------------------------------------
 
 
+@pytest.mark.skipif(bool(TEST_CHUNKS), reason="flips a byte in the local chunk folder "
+                    "(the s3 case: test_chunks_faults, a flipped bit from the backend)")
 def test_a_corrupt_chunk_reads_as_eio_and_the_mount_keeps_serving(door: tuple[Gateway, Path],
                                                                    bkt: Path) -> None:
     gw, _ = door

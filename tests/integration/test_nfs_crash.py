@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.nfs import nfs3_types as t
-from tests.conftest import IN_CI
+from tests.conftest import IN_CI, stored_chunks
 from tests.integration.conftest import client_for
 from tests.nfs3_fixtures import NFS_DOOR, ROOT_CRED, connect, start_nfs_gateway
 
@@ -54,10 +54,10 @@ async def test_sigkill_before_commit_changes_the_verifier_and_keeps_committed_da
         # A whole chunk of it spills in the background (written, not synced, not
         # committed): wait for its file, so the kill leaves it behind.
         for _ in range(600):
-            if _chunk_files(data) >= 3:  # whole's two committed chunks + the spill
+            if len(stored_chunks(data)) >= 3:  # whole's two committed chunks + the spill
                 break
             await asyncio.sleep(0.05)
-        assert _chunk_files(data) >= 3
+        assert len(stored_chunks(data)) >= 3
     finally:
         gw.stop(signal.SIGKILL)
 
@@ -86,11 +86,6 @@ async def test_sigkill_before_commit_changes_the_verifier_and_keeps_committed_da
     r = subprocess.run([sys.executable, "-m", "gateway.cli", "fsck", "--data", str(data)],
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
-
-
-def _chunk_files(data: Path) -> int:
-    return sum(1 for p in (data / "chunks").rglob("*") if p.is_file()
-               and not p.name.startswith(".tmp-"))
 
 
 def _cli(*args: str) -> dict[str, int]:

@@ -381,6 +381,31 @@ def test_multipart_with_a_checksum_algorithm_gets_the_composite_checksum(s3, alg
     assert attrs["Checksum"][f"Checksum{alg}"] == expected
     assert attrs["Checksum"]["ChecksumType"] == "COMPOSITE"
     assert attrs["ObjectParts"]["TotalPartsCount"] == 2
+    # Each part with its own checksum, paged by MaxParts / PartNumberMarker.
+    assert [(p["PartNumber"], p["Size"], p[f"Checksum{alg}"]) for p in attrs["ObjectParts"]["Parts"]] \
+        == [(n, len(b), p[f"Checksum{alg}"]) for n, (b, p) in enumerate(zip(bodies, parts), 1)]
+    first = s3.get_object_attributes(Bucket=bucket, Key="obj", ObjectAttributes=["ObjectParts"],
+                                     MaxParts=1)["ObjectParts"]
+    assert first["IsTruncated"] is True and first["NextPartNumberMarker"] == 1
+    assert [p["PartNumber"] for p in first["Parts"]] == [1]
+    rest = s3.get_object_attributes(Bucket=bucket, Key="obj", ObjectAttributes=["ObjectParts"],
+                                    MaxParts=1, PartNumberMarker=1)["ObjectParts"]
+    assert rest["IsTruncated"] is False and [p["PartNumber"] for p in rest["Parts"]] == [2]
+    assert rest["Parts"][0][f"Checksum{alg}"] == parts[1][f"Checksum{alg}"]
+
+
+def test_object_parts_of_an_upload_without_checksums_give_only_the_count(s3) -> None:
+    """S3 lists parts in GetObjectAttributes only when they carry checksums."""
+    s3.create_bucket(Bucket="mpnock")
+    up = s3.create_multipart_upload(Bucket="mpnock", Key="obj")
+    parts = []
+    for n, body in enumerate([os.urandom(5 << 20), b"end"], 1):
+        r = s3.upload_part(Bucket="mpnock", Key="obj", UploadId=up["UploadId"], PartNumber=n, Body=body)
+        parts.append({"PartNumber": n, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(Bucket="mpnock", Key="obj", UploadId=up["UploadId"],
+                                 MultipartUpload={"Parts": parts})
+    attrs = s3.get_object_attributes(Bucket="mpnock", Key="obj", ObjectAttributes=["ObjectParts"])
+    assert attrs["ObjectParts"] == {"TotalPartsCount": 2}
 
 
 def _full_object_upload(s3, bucket: str, alg: str, bodies: list[bytes], **create):  # type: ignore[no-untyped-def]

@@ -67,7 +67,7 @@ async def test_missing_chunk_is_chunk_missing_and_delete_is_idempotent(store: S3
 
 async def test_wrong_sums_are_chunk_corrupt_naming_the_chunk(store: S3ChunkStore) -> None:
     info = await store.put(5, os.urandom(100 * KiB))
-    bad = ChunkInfo(5, info.size, info.sums[:8] + bytes(8))
+    bad = ChunkInfo(5, info.size, info.sums[:8] + bytes(8) + info.sums[16:])
     with pytest.raises(ChunkCorrupt) as e:
         await store.get(bad)
     assert e.value.chunk_id == 5 and e.value.block == 1

@@ -605,3 +605,21 @@ async def test_an_unlinked_file_open_elsewhere_can_be_opened_again(fs: Filesyste
     await fs.release(h2.fh)
     with pytest.raises(NotFound):
         await fs.getattr(ino)
+
+
+def test_a_stream_cuts_a_large_hole_into_bounded_buffers() -> None:
+    """A sparse file's hole is streamed as zero buffers of at most STREAM_PIECE: a 5 GiB
+    hole must not be one 5 GiB allocation."""
+    from gateway.vfs.data import STREAM_PIECE, ReadPlan, _pieces
+    from metadata import Extent
+
+    size = 9 * STREAM_PIECE + 123
+    inline = Extent(4 * STREAM_PIECE + 7, 5, data=b"bytes")
+    pieces = _pieces(ReadPlan(size, [inline], {}), 0, size)
+    assert max(n for _, n, _ in pieces) <= STREAM_PIECE
+    at = 0
+    for off, n, ext in pieces:  # contiguous, in order, the extent where it lies
+        assert off == at
+        assert (ext is not None) == (off == inline.offset)
+        at += n
+    assert at == size
