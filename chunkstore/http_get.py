@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl as _ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from .buffers import unfilled_buffer
 
 # The first read of a response: its head and perhaps the first body bytes (those are
 # copied into the body buffer once). A head may grow to HEAD_MAX before it is refused.
@@ -31,24 +32,6 @@ HEAD_MAX = 64 << 10
 # Of an error response only the start is kept: enough for S3's <Code> and <Message>.
 ERROR_BODY_MAX = 4096
 _NO_BODY = frozenset({204, 304})
-
-
-def _uninitialized() -> Callable[[int], bytearray]:
-    """bytearray(n) without the zero fill (~160 us per 4 MiB here, 6 % of the gateway's
-    CPU on a chunk GET): every byte of a body buffer is received into before anyone sees
-    it, and a body that stops short is dropped. CPython's own constructor leaves the bytes
-    uninitialised when given no source; elsewhere, plain bytearray."""
-    try:
-        import ctypes
-        make = ctypes.pythonapi.PyByteArray_FromStringAndSize
-    except (ImportError, AttributeError):
-        return bytearray
-    make.restype = ctypes.py_object
-    make.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t)
-    return lambda n: make(None, n)  # type: ignore[no-any-return]
-
-
-_body_buffer = _uninitialized()
 
 
 class Unsupported(Exception):
@@ -241,7 +224,7 @@ class _GetProtocol(asyncio.BufferedProtocol):
                 raise Unsupported("a success without a Content-Length")
             if length != self._expect:
                 raise WrongLength(length)
-            resp.body = _body_buffer(length)
+            resp.body = unfilled_buffer(length)  # every byte is received into
             self._want = length
         elif status in _NO_BODY:
             self._want = 0

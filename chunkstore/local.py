@@ -37,6 +37,7 @@ from .base import (
     covering_range,
     verify_blocks,
 )
+from .buffers import unfilled_buffer
 from .open_chunks import OpenChunks, RecentIds
 from .workers import Workers
 
@@ -258,7 +259,7 @@ class LocalChunkStore(ChunkStore):
             block = info.block_size
             pos = first_block * block
             want = min(block_count(end, block) * block, info.size) - pos
-            buf = bytearray(want)
+            buf = unfilled_buffer(want)  # dropped unless the read fills it
             try:
                 # RWF_NOWAIT: EAGAIN (or a short read) instead of waiting for the disk.
                 n = os.preadv(e.fd, [buf], pos, os.RWF_NOWAIT)
