@@ -155,6 +155,22 @@ def wait_for(pred: Callable[[], object], timeout: float = 30.0, what: str = "con
 
 
 @contextlib.contextmanager
+def tls_gateway_at(base: Path) -> Iterator[tuple[Gateway, Path]]:
+    """`samebytes serve --tls-cert --tls-key` with a self-signed certificate for 127.0.0.1
+    made here by openssl; yields the gateway (trusting that certificate) and the cert."""
+    cert, key = base / "cert.pem", base / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    gw = start_gateway(base / "data", "--tls-cert", str(cert), "--tls-key", str(key),
+                       scheme="https", ca=cert)
+    try:
+        yield gw, cert
+    finally:
+        gw.stop()
+
+
+@contextlib.contextmanager
 def mounted_gateway(data: Path, mnt: Path, *args: str, **kw: object) -> Iterator[Gateway]:
     """`samebytes serve --mount MNT`, yielded once the mount is up; unmounted (lazily if it
     must be, after a SIGKILL) and stopped on the way out."""

@@ -4,7 +4,6 @@ self-signed certificate, trusted through AWS_CA_BUNDLE as botocore would)."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,23 +12,15 @@ import pytest
 from botocore.config import Config
 
 from chunkstore.s3 import S3ChunkStore, S3Location
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, tls_gateway_at
 
 MiB = 1 << 20
 
 
 @pytest.fixture
 def tls_backend(tmp_path: Path) -> Iterator[tuple[Gateway, Path]]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    gw = start_gateway(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key),
-                       scheme="https", ca=cert)
-    try:
-        yield gw, cert
-    finally:
-        gw.stop()
+    with tls_gateway_at(tmp_path) as gw_cert:
+        yield gw_cert
 
 
 async def test_chunks_over_https_are_received_into_one_verified_buffer(

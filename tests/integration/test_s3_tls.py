@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,21 +12,13 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from tests.conftest import Gateway, start_gateway
+from tests.conftest import Gateway, tls_gateway_at
 
 
 @pytest.fixture
 def tls_gateway(tmp_path: Path) -> Iterator[tuple[Gateway, Path]]:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    gw = start_gateway(tmp_path / "data", "--tls-cert", str(cert), "--tls-key", str(key),
-                       scheme="https", ca=cert)
-    try:
-        yield gw, cert
-    finally:
-        gw.stop()
+    with tls_gateway_at(tmp_path) as gw_cert:
+        yield gw_cert
 
 
 def https_client(gw: Gateway, cert: Path):
