@@ -294,3 +294,15 @@ def test_a_body_that_stalls_gets_400_request_timeout_and_nothing_is_stored(tmp_p
         assert s3.head_bucket(Bucket="stall")["ResponseMetadata"]["HTTPStatusCode"] == 200
     finally:
         gw.stop()
+
+
+@pytest.mark.parametrize("header", ["x-amz-max-parts", "x-amz-part-number-marker"])
+def test_a_non_numeric_part_paging_header_is_invalid_argument(gateway: Gateway, header: str) -> None:
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="attrs")
+    s3.put_object(Bucket="attrs", Key="k", Body=b"kept")
+    headers = {"x-amz-object-attributes": "ObjectParts", header: "ten"}
+    headers = signed_headers(gateway, "GET", "/attrs/k?attributes", headers, EMPTY)
+    status, resp = send(gateway, "GET", "/attrs/k?attributes", headers)
+    assert status == 400 and b"<Code>InvalidArgument</Code>" in resp and header.encode() in resp
+    assert s3.get_object(Bucket="attrs", Key="k")["Body"].read() == b"kept"
