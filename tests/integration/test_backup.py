@@ -33,35 +33,37 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def test_a_backup_taken_while_serving_restores_every_object(tmp_path: Path) -> None:
     gw = start_gateway(tmp_path / "a")
-    s3 = client_for(gw)
-    s3.create_bucket(Bucket="keep")
-    before = {f"k{i:02d}": os.urandom(n) for i, n in
-              enumerate([0, 1, 5000, 20_000, 300_000, (9 << 20) + 7, 64_000, 17])}
-    for k, v in before.items():
-        s3.put_object(Bucket="keep", Key=k, Body=v)
-    during: dict[str, bytes] = {}
-    stop = threading.Event()
-
-    def writer() -> None:
-        w = client_for(gw)
-        i = 0
-        while not stop.is_set():
-            body = os.urandom(200_000)
-            w.put_object(Bucket="keep", Key=f"during/{i:04d}", Body=body)
-            during[f"during/{i:04d}"] = body
-            i += 1
-    t = threading.Thread(target=writer)
-    t.start()
     try:
-        out = cli("backup", "--data", str(gw.data), "--to", str(tmp_path / "backups"))
+        s3 = client_for(gw)
+        s3.create_bucket(Bucket="keep")
+        before = {f"k{i:02d}": os.urandom(n) for i, n in
+                  enumerate([0, 1, 5000, 20_000, 300_000, (9 << 20) + 7, 64_000, 17])}
+        for k, v in before.items():
+            s3.put_object(Bucket="keep", Key=k, Body=v)
+        during: dict[str, bytes] = {}
+        stop = threading.Event()
+
+        def writer() -> None:
+            w = client_for(gw)
+            i = 0
+            while not stop.is_set():
+                body = os.urandom(200_000)
+                w.put_object(Bucket="keep", Key=f"during/{i:04d}", Body=body)
+                during[f"during/{i:04d}"] = body
+                i += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            out = cli("backup", "--data", str(gw.data), "--to", str(tmp_path / "backups"))
+        finally:
+            stop.set()
+            t.join()
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        # Local chunks travel in the backup; chunks in an object store stay where they are.
+        assert report["chunks_included"] is (not TEST_CHUNKS) and report["removed"] == []
     finally:
-        stop.set()
-        t.join()
-    assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
-    # Local chunks travel in the backup; chunks in an object store stay where they are.
-    assert report["chunks_included"] is (not TEST_CHUNKS) and report["removed"] == []
-    gw.stop()
+        gw.stop()  # also when an assertion above fails: no gateway outlives the test
     shutil.rmtree(gw.data)
 
     out = cli("restore", "--data", str(tmp_path / "b"), "--from", str(tmp_path / "backups"))
