@@ -29,7 +29,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +48,26 @@ MAX_BATCH = 1024
 READER_CHECK_SECONDS = 30.0
 MAX_DBS = 32
 MAX_READERS = 1024
+
+
+class _ReadSnapshot:
+    """The context manager `LmdbEngine.read` returns: a class, not @contextmanager, because
+    every request opens one or two (the generator machinery was a visible part of a 4 KiB GET)."""
+
+    __slots__ = ("_engine", "_txn")
+
+    def __init__(self, engine: LmdbEngine) -> None:
+        self._engine = engine
+        self._txn: lmdb.Transaction | None = None
+
+    def __enter__(self) -> Txn:
+        self._txn = txn = self._engine._begin_read()
+        return Txn(txn, self._engine._dbs)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
 
 
 class EngineError(Exception):
@@ -202,20 +221,18 @@ class LmdbEngine:
 
     # -- reads -------------------------------------------------------------
 
-    @contextmanager
-    def read(self) -> Iterator[Txn]:
-        """A short read snapshot. Never hold it across an await."""
+    def read(self) -> _ReadSnapshot:
+        """A short read snapshot (`with engine.read() as txn:`). Never hold it across an await."""
+        return _ReadSnapshot(self)
+
+    def _begin_read(self) -> lmdb.Transaction:
         with self._env_lock:  # not while a failed commit reopens the environment
             try:
-                txn = self.env.begin(write=False)
+                return self.env.begin(write=False)
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size.
                 self.env.set_mapsize(0)
-                txn = self.env.begin(write=False)
-        try:
-            yield Txn(txn, self._dbs)
-        finally:
-            txn.abort()
+                return self.env.begin(write=False)
 
     # -- writes ------------------------------------------------------------
 
