@@ -23,7 +23,7 @@ from .changes import ATTR, DATA, ENTRY, born, note
 from .engine import Txn
 from .schema import (
     FIRST_INO, I64, ROOT_INO, U64, Extent, Inode, decode_chunk, decode_dirent,
-    decode_extent, decode_inode, decode_json, dirent_key, dirseq_key, encode_chunk, encode_dirent,
+    decode_extent, decode_inode, decode_inode_perm, decode_json, dirent_key, dirseq_key, encode_chunk, encode_dirent,
     encode_extent, encode_inode, encode_json, extent_key, part_key, read_u64, sortname,
     xattr_key,
 )
@@ -58,6 +58,12 @@ def reserve_chunk_ids(txn: Txn, count: int) -> int:
 def get_inode(txn: Txn, ino: int) -> Inode | None:
     raw = txn.get("inode", U64.pack(ino))
     return decode_inode(ino, raw) if raw is not None else None
+
+
+def get_inode_perm(txn: Txn, ino: int) -> tuple[int, int, int] | None:
+    """(mode, uid, gid) of an inode, or None when there is none."""
+    raw = txn.get("inode", U64.pack(ino))
+    return decode_inode_perm(ino, raw) if raw is not None else None
 
 
 def put_inode(txn: Txn, inode: Inode) -> None:
@@ -174,6 +180,14 @@ def trash_if_unreferenced(txn: Txn, chunk_id: int, now_ns: int) -> None:
 
 def extents(txn: Txn, ino: int, start: int = 0, end: int | None = None) -> list[Extent]:
     """The extents covering [start, end), clipped to it, in offset order."""
+    if start == 0 and end is not None:
+        # The common small object: one extent from offset 0 covers the whole range, and
+        # extents never overlap (put_extent punches first): one get instead of a scan.
+        raw = txn.get("extent", extent_key(ino, 0))
+        if raw is not None:
+            e = decode_extent(0, raw)
+            if e.end >= end:
+                return [e if e.end == end else e.slice(0, end)] if end > 0 else []
     out: list[Extent] = []
     # An extent that starts before `start` and reaches into it (none can when start is 0;
     # one starting exactly at `start` is the range scan's, not decoded twice).

@@ -174,6 +174,18 @@ def encode_inode(i: Inode) -> bytes:
     return b"".join((head, struct.pack(">I", i.generation), etag, ctype, extra, i.target))
 
 
+_INODE_PERM = struct.Struct(">IIII")  # the head of _INODE: version, mode, uid, gid
+
+
+def decode_inode_perm(ino: int, b: bytes) -> tuple[int, int, int]:
+    """(mode, uid, gid) of an inode record without decoding the rest (a path walk's
+    permission check on each directory it passes)."""
+    version, mode, uid, gid = _INODE_PERM.unpack_from(b, 0)
+    if version != _INODE_VERSION:
+        raise ValueError(f"inode {ino}: unknown record version {version}")
+    return mode, uid, gid
+
+
 def decode_inode(ino: int, b: bytes) -> Inode:
     (version, mode, uid, gid, nlink, size, atime, mtime, ctime, btime, next_seq,
      parent, flags, rdev, le, lc, lx) = _INODE.unpack_from(b, 0)

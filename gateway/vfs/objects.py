@@ -31,7 +31,7 @@ from .errors import (
 from .keys import check_bucket_name, split_key
 from .listing import ListPage, list_page
 from .core import Core
-from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_sticky
+from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_search, check_sticky
 
 
 OBJECT_MODE = stat.S_IFREG | 0o644
@@ -379,11 +379,41 @@ class ObjectOps(Core):
             raise NotFound("no such key")  # a folder that is only a prefix, not a key
         return inode, chain, segs[-1] + b"/" if is_dir else segs[-1], found[1]
 
+    def _search(self, txn: Txn, caller: Caller, ino: int) -> None:
+        """check(caller, directory ino, X) from its permission fields alone."""
+        perm = ns.get_inode_perm(txn, ino)
+        if perm is None:
+            raise NotFound(f"no inode {ino}")
+        check_search(caller, ino, *perm)
+
+    def _readable_object(self, txn: Txn, caller: Caller, bucket: str, key: str | bytes) -> Inode:
+        """The inode of key, checked as `_object` then check(R) would, without decoding
+        the directories on the way (only their permission fields): a GET's walk."""
+        segs, is_dir = split_key(key)
+        found = ns.lookup_as(txn, ROOT_INO, bucket.encode(), True)
+        if found is None:
+            raise NoSuchBucket(f"no bucket {bucket!r}")
+        cur = found[0]
+        for seg in segs[:-1]:
+            self._search(txn, caller, cur)
+            # Only a directory continues the path (a file there means no such key).
+            found = ns.lookup_as(txn, cur, seg, True)
+            if found is None:
+                raise NotFound("no such key")
+            cur = found[0]
+        self._search(txn, caller, cur)
+        found = ns.lookup_as(txn, cur, segs[-1], is_dir)
+        if found is None:
+            raise NotFound("no such key")  # absent, or there only in the other form
+        inode = self._inode(txn, found[0])
+        if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
+            raise NotFound("no such key")  # a folder that is only a prefix, not a key
+        check(caller, inode, R)
+        return inode
+
     async def stat_object(self, caller: Caller, bucket: str, key: str | bytes) -> Inode:
         def op(txn: Txn) -> Inode:
-            inode = self._object(txn, caller, bucket, key)[0]
-            check(caller, inode, R)
-            return inode
+            return self._readable_object(txn, caller, bucket, key)
         return self._read(op)  # committed state only, like get_object: S3 sees closed files
 
     async def object_xattrs(self, caller: Caller, bucket: str,
@@ -398,8 +428,7 @@ class ObjectOps(Core):
                          start: int = 0, end: int | None = None) -> ObjectRead:
         """Open an object: attributes and a snapshot of all its bytes, from one read txn."""
         def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None, dict[bytes, bytes]]:
-            inode = self._object(txn, caller, bucket, key)[0]
-            check(caller, inode, R)
+            inode = self._readable_object(txn, caller, bucket, key)
             xattrs = dict(ns.list_xattrs(txn, inode.ino))
             if inode.is_dir:
                 return inode, None, xattrs

@@ -305,3 +305,29 @@ async def test_a_flipped_byte_on_disk_fails_the_read_naming_the_chunk(vfs: Files
     # Bytes outside the damaged chunk still read; nothing corrupt is ever returned.
     assert await vfs.read_object(ROOT, "bkt", "k", 0, 65536) == data[:65536]
     assert await vfs.read_object(ROOT, "bkt", "k", 131072) == data[131072:]
+
+
+async def test_reading_an_object_needs_search_permission_on_every_folder_above_it(vfs: Filesystem) -> None:
+    await vfs.create_bucket(ALICE, "shared", mode=0o755)
+    await vfs.put_object(ALICE, "shared", "a/b/doc", body_of(b"d"))
+    b_dir = await lookup_path(vfs, b"shared", b"a", b"b")
+    await vfs.setattr(ALICE, b_dir.ino, mode=0o750)  # others lose search on a/b only
+    with pytest.raises(AccessDenied):
+        await vfs.read_object(BOB, "shared", "a/b/doc")
+    with pytest.raises(AccessDenied):
+        await vfs.stat_object(BOB, "shared", "a/b/doc")
+    assert await vfs.read_object(Caller(1001, 1001, frozenset({1000})), "shared", "a/b/doc") == b"d"
+    assert await vfs.read_object(ALICE, "shared", "a/b/doc") == b"d"
+    assert await vfs.read_object(ROOT, "shared", "a/b/doc") == b"d"
+    await vfs.setattr(ALICE, b_dir.ino, mode=0o754)  # read without search still cannot pass
+    with pytest.raises(AccessDenied):
+        await vfs.read_object(BOB, "shared", "a/b/doc")
+
+
+async def test_a_ranged_read_of_a_one_extent_object_returns_only_that_range(vfs: Filesystem) -> None:
+    await vfs.create_bucket(ROOT, "bkt")
+    data = os.urandom(10_000)  # one inline extent
+    await vfs.put_object(ROOT, "bkt", "k", body_of(data))
+    assert await vfs.read_object(ROOT, "bkt", "k", 0, 100) == data[:100]
+    assert await vfs.read_object(ROOT, "bkt", "k", 0, 0) == b""
+    assert await vfs.read_object(ROOT, "bkt", "k", 5, 10_000) == data[5:]
