@@ -122,12 +122,13 @@ class Server:
 
     def cpu(self) -> tuple[float, float, float]:
         """CPU seconds: (user, system) of the whole server (the process and its worker
-        processes), user + system of their main threads."""
+        processes), user + system of the busiest main thread (one event loop: whether one
+        process is saturated)."""
         user = system = main = 0.0
         for pid in _process_tree(self.proc.pid):
             try:
                 u, s = proc_cpu_times(pid)
-                main += sum(proc_cpu_times(pid, pid))
+                main = max(main, sum(proc_cpu_times(pid, pid)))
             except (FileNotFoundError, ProcessLookupError):
                 continue  # a worker that just exited
             user, system = user + u, system + s
