@@ -23,6 +23,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from gateway.prefork import MIN_UPTIME
 from tests.conftest import Gateway, free_port, mounted_gateway, start_gateway, wait_for
 
 MiB = 1 << 20
@@ -91,7 +92,9 @@ def presigned(s3, op: str, **params: object) -> str:  # type: ignore[no-untyped-
 
 @pytest.fixture
 def two_workers(tmp_path: Path):  # type: ignore[no-untyped-def]
+    started = time.monotonic()
     gw = start_gateway(tmp_path / "data", "--workers", "2")
+    gw.started = started  # type: ignore[attr-defined]
     try:
         yield gw
     finally:
@@ -156,9 +159,9 @@ def test_a_killed_worker_is_replaced_and_the_port_keeps_serving(two_workers: Gat
     s3.put_object(Bucket="kkk", Key="x", Body=b"kept")
     pinned = pin_each_worker(gw, 2)
     victim = pinned[1].pid
-    # a worker dying right after its start stops the gateway (no respawn loop); later, it
-    # is replaced
-    time.sleep(6)
+    # A worker dying within MIN_UPTIME of its start stops the gateway (no respawn loop);
+    # past it, it is replaced.
+    time.sleep(max(0.0, MIN_UPTIME + 0.5 - (time.monotonic() - two_workers.started)))
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(victim), 10, "the killed worker to go")
     wait_for(lambda: len(children(gw.proc.pid) - {victim}) == 2, 30, "a new worker")
