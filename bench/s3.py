@@ -2,10 +2,11 @@
 
 Servers, each a separate process started and stopped here, all on 127.0.0.1:
 
-* samebytes: ``python -m gateway.cli serve`` on a fresh data directory (durable writes).
+* samebytes: ``python -m gateway.cli serve --workers N`` on a fresh data directory (durable
+  writes); N is ``--workers`` (default: the usable cores), and nginx gets as many processes.
 * moto: ``python -m moto.server`` (in-memory S3 emulator): the S3 peer.
-* nginx: Debian's nginx with its own minimal config (``-p`` prefix, ``daemon off``, one
-  process): the HTTP limit. Static files for GET, WebDAV PUT (no fsync) for PUT.
+* nginx: Debian's nginx with its own minimal config (``-p`` prefix, ``daemon off``, N
+  worker processes): the HTTP limit. Static files for GET, WebDAV PUT (no fsync) for PUT.
 * swift: OpenStack Swift + s3api from Debian (durable, Python; bench/swift_peer.py): a
   second S3 peer, skipped with the reason when its packages are missing.
 
@@ -22,7 +23,7 @@ All URLs are presigned by boto3 (SigV4 query auth, valid for the whole run). Bes
 figure: the CPU each server process (and its main thread) and the client spent per second
 and per unit of work, so the JSON shows which side was saturated.
 
-    python -m bench.s3 [--quick] [--data DIR] [--rounds N] [--keep] [--profile]
+    python -m bench.s3 [--quick] [--data DIR] [--rounds N] [--keep] [--profile] [--workers N]
 
 ``--profile`` attaches py-spy to the samebytes server during each figure and adds its
 hottest frames to the JSON (the figures of such a run are perturbed by the sampler).
@@ -669,7 +670,8 @@ class Profiler:
             return
         self.path = self.dir / f"profile-{figure}.txt"
         self.proc = subprocess.Popen(
-            [self.binary, "record", "--subprocesses", "-p", str(self.server.proc.pid), "-f", "raw", "-r", "200",
+            [self.binary, "record", "--subprocesses", "-p", str(self.server.proc.pid),
+             "-f", "raw", "-r", "200",
              "--threads", "--nonblocking", "-o", str(self.path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
