@@ -71,10 +71,15 @@ $(VENV)/.torch: | $(STAMP)
 S3_PASS := tests/integration --ignore=tests/integration/test_chunks_s3.py \
            --ignore=tests/integration/test_chunks_faults.py
 
+# The S3 door's real-client tests once more against `serve --workers 2` (their requests
+# spread over two pre-forked processes).
+WORKERS_PASS := $(wildcard tests/integration/test_s3_*.py)
+
 test: deps venv $(VENV)/.torch
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	SAMEBYTES_TEST_CHUNKS=moto $(VENV)/bin/python -m pytest $(S3_PASS) $(PYTEST_ARGS)
 	SAMEBYTES_TEST_CHUNKS=gateway $(VENV)/bin/python -m pytest $(S3_PASS) $(PYTEST_ARGS)
+	SAMEBYTES_WORKERS=2 $(VENV)/bin/python -m pytest $(WORKERS_PASS) $(PYTEST_ARGS)
 
 # Only the s3-backend passes (SAMEBYTES_TEST_CHUNKS=moto or gateway picks one).
 test-s3: deps venv

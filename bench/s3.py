@@ -2,10 +2,11 @@
 
 Servers, each a separate process started and stopped here, all on 127.0.0.1:
 
-* samebytes: ``python -m gateway.cli serve`` on a fresh data directory (durable writes).
+* samebytes: ``python -m gateway.cli serve --workers N`` on a fresh data directory (durable
+  writes); N is ``--workers`` (default: the usable cores), and nginx gets as many processes.
 * moto: ``python -m moto.server`` (in-memory S3 emulator): the S3 peer.
-* nginx: Debian's nginx with its own minimal config (``-p`` prefix, ``daemon off``, one
-  process): the HTTP limit. Static files for GET, WebDAV PUT (no fsync) for PUT.
+* nginx: Debian's nginx with its own minimal config (``-p`` prefix, ``daemon off``, N
+  worker processes): the HTTP limit. Static files for GET, WebDAV PUT (no fsync) for PUT.
 * swift: OpenStack Swift + s3api from Debian (durable, Python; bench/swift_peer.py): a
   second S3 peer, skipped with the reason when its packages are missing.
 
@@ -22,7 +23,7 @@ All URLs are presigned by boto3 (SigV4 query auth, valid for the whole run). Bes
 figure: the CPU each server process (and its main thread) and the client spent per second
 and per unit of work, so the JSON shows which side was saturated.
 
-    python -m bench.s3 [--quick] [--data DIR] [--rounds N] [--keep] [--profile]
+    python -m bench.s3 [--quick] [--data DIR] [--rounds N] [--keep] [--profile] [--workers N]
 
 ``--profile`` attaches py-spy to the samebytes server during each figure and adds its
 hottest frames to the JSON (the figures of such a run are perturbed by the sampler).
@@ -93,6 +94,16 @@ class Sizes:
 # -- servers -----------------------------------------------------------------------------------
 
 
+def _process_tree(pid: int) -> list[int]:
+    """pid and its child processes (a pre-forking server's workers), from procfs."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(x) for x in f.read().split()]
+    except OSError:
+        kids = []
+    return [pid, *kids]
+
+
 @dataclass
 class Server:
     """A server process this benchmark started (and must stop)."""
@@ -111,9 +122,18 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def cpu(self) -> tuple[float, float, float]:
-        """CPU seconds: (user, system) of the whole process, user + system of its main thread."""
-        pid = self.proc.pid
-        return (*proc_cpu_times(pid), sum(proc_cpu_times(pid, pid)))
+        """CPU seconds: (user, system) of the whole server (the process and its worker
+        processes), user + system of the busiest main thread (one event loop: whether one
+        process is saturated)."""
+        user = system = main = 0.0
+        for pid in _process_tree(self.proc.pid):
+            try:
+                u, s = proc_cpu_times(pid)
+                main = max(main, sum(proc_cpu_times(pid, pid)))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a worker that just exited
+            user, system = user + u, system + s
+        return user, system, main
 
     def check_alive(self) -> None:
         if self.proc.poll() is not None:
@@ -172,11 +192,11 @@ def _popen(cmd: list[str], log_path: Path, stdout: Any = None,
                                 cwd=REPO, env=env)
 
 
-def start_samebytes(run_dir: Path, access_key: str, secret_key: str) -> Server:
+def start_samebytes(run_dir: Path, access_key: str, secret_key: str, workers: int = 1) -> Server:
     port = free_port()
     data = run_dir / "samebytes-data"
     cmd = [sys.executable, "-m", "gateway.cli", "serve", "--data", str(data),
-           "--s3", f"127.0.0.1:{port}", "--nfs", "off"]
+           "--s3", f"127.0.0.1:{port}", "--nfs", "off", "--workers", str(workers)]
     out_path = run_dir / "samebytes.out"
     env = {**os.environ, "SAMEBYTES_ACCESS_KEY": access_key, "SAMEBYTES_SECRET_KEY": secret_key}
     with open(out_path, "wb") as out:
@@ -196,7 +216,8 @@ def start_samebytes(run_dir: Path, access_key: str, secret_key: str) -> Server:
         raise RuntimeError(f"samebytes announced other credentials: {announce}")
     _wait_http(srv, "/_samebytes/health/ready", lambda s: s == 200)
     srv.info = {"version": _version("samebytes"),
-                "command": "python -m gateway.cli serve --data DIR --s3 127.0.0.1:PORT --nfs off",
+                "command": "python -m gateway.cli serve --data DIR --s3 127.0.0.1:PORT --nfs off "
+                           f"--workers {workers}",
                 "config": "defaults (4 MiB chunks, durable: sync LMDB commits, fdatasync'd "
                           "chunk files), credentials from SAMEBYTES_ACCESS_KEY/SECRET_KEY"}
     return srv
@@ -231,10 +252,11 @@ def _nginx_binary() -> str | None:
 
 
 NGINX_CONF = """\
-# Written by bench/s3.py: one process, loopback only, no daemon.
+# Written by bench/s3.py: as many serving processes as samebytes, loopback only, no daemon.
 daemon off;
-master_process off;
-worker_processes 1;
+master_process {master};
+worker_processes {workers};
+{user}
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
@@ -271,7 +293,7 @@ http {{
 """
 
 
-def start_nginx(run_dir: Path) -> Server:
+def start_nginx(run_dir: Path, workers: int = 1) -> Server:
     if "nginx" in FORCE_SKIP:
         raise LookupError("skipped by SAMEBYTES_BENCH_S3_SKIP")
     binary = _nginx_binary()
@@ -283,7 +305,11 @@ def start_nginx(run_dir: Path) -> Server:
         d.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, www=www, dav=dav))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, www=www, dav=dav,
+                                      workers=workers, master="on" if workers > 1 else "off",
+                                      # root's workers would run as nobody, who cannot read
+                                      # the files here
+                                      user="user root;" if os.geteuid() == 0 else ""))
     cmd = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     srv = Server("nginx", _popen(cmd, prefix / "stderr.log"), port, prefix / "error.log", cmd,
                  stop_signal=signal.SIGQUIT)
@@ -291,8 +317,8 @@ def start_nginx(run_dir: Path) -> Server:
     version = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
     srv.info = {"version": version.removeprefix("nginx version: "),
                 "command": "nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log",
-                "config": "daemon off, master_process off (one process, like samebytes), "
-                          "sendfile on, access_log off, keepalive_requests 1e7; GET: static "
+                "config": f"daemon off, {workers} worker process(es) (as many as samebytes; "
+                          "master_process on when more than one), sendfile on, access_log off, keepalive_requests 1e7; GET: static "
                           "files (query string ignored); PUT: WebDAV to a file (nginx spools "
                           "the body to a temp file, then renames it; no fsync)"}
     srv.dirs = {"www": www, "dav": dav}
@@ -644,7 +670,8 @@ class Profiler:
             return
         self.path = self.dir / f"profile-{figure}.txt"
         self.proc = subprocess.Popen(
-            [self.binary, "record", "-p", str(self.server.proc.pid), "-f", "raw", "-r", "200",
+            [self.binary, "record", "--subprocesses", "-p", str(self.server.proc.pid),
+             "-f", "raw", "-r", "200",
              "--threads", "--nonblocking", "-o", str(self.path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
@@ -1085,11 +1112,11 @@ PHASES = frozenset(PHASES_ORDER)
 
 async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool,
                   servers: list[Server], peer_info: dict[str, Any],
-                  only: frozenset[str] = PHASES) -> dict[str, Any]:
+                  only: frozenset[str] = PHASES, workers: int = 1) -> dict[str, Any]:
     skipped: dict[str, str] = {}
     ak, sk = "SBBENCH" + os.urandom(6).hex().upper()[:13], os.urandom(20).hex()
-    log("starting samebytes")
-    sb_srv = start_samebytes(data, ak, sk)
+    log(f"starting samebytes ({workers} worker(s))")
+    sb_srv = start_samebytes(data, ak, sk, workers)
     servers.append(sb_srv)
     peer_info["samebytes"] = sb_srv.info
     sb = Target("samebytes", sb_srv, _s3_client(sb_srv.endpoint, ak, sk))
@@ -1107,7 +1134,7 @@ async def run_all(data: Path, sz: Sizes, rounds: int, quick: bool, profile: bool
     ngx: Server | None = None
     try:
         log("starting nginx")
-        ngx = start_nginx(data)
+        ngx = start_nginx(data, workers)
         servers.append(ngx)
         peer_info["nginx"] = ngx.info
     except (LookupError, RuntimeError) as e:
@@ -1197,6 +1224,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", default=",".join(PHASES_ORDER),
                    help="comma list of phases to run (small, big, list; default all): "
                         "e.g. --only big while working on the 64 MiB figures")
+    p.add_argument("--workers", type=int, default=NCPU,
+                   help="serving processes for samebytes (--workers) and nginx "
+                        "(worker_processes) alike (default: the usable cores)")
     opts = p.parse_args(argv)
     only = frozenset(x.strip() for x in opts.only.split(",") if x.strip())
     if not only or not only <= PHASES:
@@ -1210,7 +1240,7 @@ def main(argv: list[str] | None = None) -> None:
     peer_info: dict[str, Any] = {}
     try:
         doc = uvloop.run(run_all(data, sz, rounds, opts.quick, opts.profile, servers, peer_info,
-                                 only))
+                                 only, max(1, opts.workers)))
     except BaseException:
         for s in servers:
             log(f"{s.name} log tail:\n{s.log_tail(2000)}")

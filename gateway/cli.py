@@ -27,7 +27,14 @@ def _serve(args: argparse.Namespace) -> None:
                     nfs=None if args.nfs.lower() in ("", "off", "none") else parse_hostport(args.nfs),
                     exports=tuple(args.export or ()),
                     portmap=parse_hostport(args.portmap) if args.portmap else None,
-                    chunks=_chunks(args)))
+                    chunks=_chunks(args), workers=args.workers))
+
+
+def _positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
 
 
 def _chunks(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -230,6 +237,9 @@ def parser() -> argparse.ArgumentParser:
                    help="also answer portmapper (rpcbind v2) queries on HOST:PORT")
     s.add_argument("--mount", default=env("MOUNT", ""),
                    help="also mount the namespace here with FUSE")
+    s.add_argument("--workers", type=_positive_int, default=_positive_int(env("WORKERS", "1")),
+                   help="processes serving the S3 door on its one port (e.g. one per core); "
+                        "the first also runs NFS, the mount and the collector")
     s.set_defaults(func=_serve)
 
     m = sub.add_parser("mount", parents=[common, chunks], help="mount the namespace with FUSE")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -104,10 +105,15 @@ async def mark_requests(request: web.Request,
 
 
 async def start_server(runner: web.AppRunner, host: str, port: int, *, ssl: Any = None,
-                       header_timeout: float = DEFAULT_HEADER_TIMEOUT) -> asyncio.AbstractServer:
-    """Listen for the runner's application with head deadlines (instead of web.TCPSite)."""
+                       header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+                       sock: socket.socket | None = None) -> asyncio.AbstractServer:
+    """Listen for the runner's application with head deadlines (instead of web.TCPSite),
+    on host:port or on an already listening sock."""
     server = runner.server
     assert server is not None, "runner.setup() first"
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HeadDeadline(server(), header_timeout), host, port,
-                                    ssl=ssl, reuse_address=True, backlog=1024)
+    factory = lambda: HeadDeadline(server(), header_timeout)  # noqa: E731
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, ssl=ssl)
+    return await loop.create_server(factory, host, port, ssl=ssl, reuse_address=True,
+                                    backlog=1024)

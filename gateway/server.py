@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ SHUTDOWN_TIMEOUT = 30.0
 KEEPALIVE_TIMEOUT = 75.0
 
 FS_KEY: web.AppKey[Filesystem] = web.AppKey("fs", Filesystem)
+WORKER_KEY: web.AppKey[int] = web.AppKey("worker", int)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class ServeConfig:
     exports: tuple[str, ...] = ()  # --export specs (default "/")
     portmap: tuple[str, int] | None = None  # optional portmapper listen address
     chunks: BackendSpec | None = None  # None: local chunks in the data folder
+    workers: int = 1  # S3 door processes on the one port (gateway/prefork.py)
 
     @property
     def scheme(self) -> str:
@@ -63,7 +67,9 @@ class ServeConfig:
 
 
 async def live(request: web.Request) -> web.Response:
-    return web.json_response({"status": "live"})
+    # Which process answered: with --workers N, each connection is served by one of them.
+    return web.json_response({"status": "live", "worker": request.app[WORKER_KEY],
+                              "pid": os.getpid()})
 
 
 async def ready(request: web.Request) -> web.Response:
@@ -74,13 +80,14 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-def build_app(fs: Filesystem, cfg: ServeConfig) -> web.Application:
+def build_app(fs: Filesystem, cfg: ServeConfig, worker: int = 0) -> web.Application:
     from .s3.app import S3Door
     door = S3Door(fs, region=cfg.region, domain=cfg.domain, body_timeout=cfg.body_timeout)
     # Bodies are streamed by the door, never read whole: client_max_size only
     # bounds what aiohttp itself would buffer (which the door never asks for).
     app = web.Application(client_max_size=1 << 20, middlewares=[mark_requests])
     app[FS_KEY] = fs
+    app[WORKER_KEY] = worker
     app.router.add_get(HEALTH_PREFIX + "/live", live)
     app.router.add_get(HEALTH_PREFIX + "/ready", ready)
     app.router.add_route("*", "/{tail:.*}", door.handle)
@@ -103,11 +110,12 @@ def _mount_ended(task: asyncio.Task[None]) -> None:
         log.error("the FUSE mount failed", exc_info=task.exception())
 
 
-def _announce(cfg: ServeConfig, creds: Credentials, nfs: str | None = None) -> None:
+def _announce(cfg: ServeConfig, creds: Credentials, port: int, nfs: str | None = None) -> None:
     print(json.dumps({
         "event": "listening",
-        "s3": f"{cfg.scheme}://{cfg.s3_host}:{cfg.s3_port}",
+        "s3": f"{cfg.scheme}://{cfg.s3_host}:{port}",
         "nfs": nfs,
+        "workers": cfg.workers,
         "data": str(cfg.data),
         "access_key": creds.access_key,
         "secret_key": creds.secret_key,
@@ -116,14 +124,29 @@ def _announce(cfg: ServeConfig, creds: Credentials, nfs: str | None = None) -> N
     }), flush=True)
 
 
-async def serve(cfg: ServeConfig) -> None:
+def open_fs(cfg: ServeConfig) -> Filesystem:
+    return Filesystem.from_data_dir(cfg.data, chunk_size=cfg.chunk_size,
+                                    grace_seconds=cfg.grace_seconds, chunks=cfg.chunks)
+
+
+async def prepare(cfg: ServeConfig, fs: Filesystem) -> Credentials:
+    """What one process does once before serving: the root inode and root identity."""
     creds = root_credentials(cfg.data)
-    fs = Filesystem.from_data_dir(cfg.data, chunk_size=cfg.chunk_size,
-                                  grace_seconds=cfg.grace_seconds, chunks=cfg.chunks)
+    await fs.start()
+    await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")
+    return creds
+
+
+async def serve(cfg: ServeConfig, *, worker: int = 0, sock: socket.socket | None = None,
+                creds: Credentials | None = None) -> None:
+    """Serve until SIGTERM/SIGINT. Alone (sock None) this process is the whole gateway;
+    as a pre-forked worker it serves the S3 door on sock, and worker 0 alone also runs
+    the NFS door, the FUSE mount, the collector and prints the announcement."""
+    fs = open_fs(cfg)
     try:
-        await fs.start()
-        await fs.put_identity(creds.access_key, creds.secret_key, uid=0, gid=0, name="root")
-        runner = web.AppRunner(build_app(fs, cfg), handle_signals=False, access_log=None,
+        if creds is None:
+            creds = await prepare(cfg, fs)
+        runner = web.AppRunner(build_app(fs, cfg, worker), handle_signals=False, access_log=None,
                                keepalive_timeout=KEEPALIVE_TIMEOUT,
                                shutdown_timeout=SHUTDOWN_TIMEOUT)
         await runner.setup()
@@ -133,25 +156,29 @@ async def serve(cfg: ServeConfig) -> None:
             ssl_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ssl_ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         listener = await start_server(runner, cfg.s3_host, cfg.s3_port, ssl=ssl_ctx,
-                                      header_timeout=cfg.header_timeout)
+                                      header_timeout=cfg.header_timeout, sock=sock)
+        port = listener.sockets[0].getsockname()[1]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         nfs = None
-        if cfg.nfs is not None:
+        lead = worker == 0
+        if cfg.nfs is not None and lead:
             from .nfs.service import start_nfs
             nfs = await start_nfs(fs, cfg.data, cfg.nfs[0], cfg.nfs[1], list(cfg.exports), cfg.portmap)
-        _announce(cfg, creds, f"{cfg.nfs[0]}:{nfs.port}" if cfg.nfs and nfs else None)
-        collector = asyncio.create_task(_collector(fs, cfg))
+        if lead:
+            _announce(cfg, creds, port, f"{cfg.nfs[0]}:{nfs.port}" if cfg.nfs and nfs else None)
+        collector = asyncio.create_task(_collector(fs, cfg)) if lead else None
         mounter = None
-        if cfg.mount is not None:
+        if cfg.mount is not None and lead:
             from .fuse.mount import mount
             mounter = asyncio.create_task(mount(fs, cfg.mount))
             mounter.add_done_callback(_mount_ended)
         await stop.wait()
         log.info("stopping: finishing in-flight requests")
-        collector.cancel()
+        if collector is not None:
+            collector.cancel()
         if mounter is not None:
             from .fuse.mount import unmount
             unmount()
@@ -171,6 +198,9 @@ async def serve(cfg: ServeConfig) -> None:
 def run(cfg: ServeConfig) -> None:
     import uvloop
     try:
+        if cfg.workers > 1:
+            from .prefork import supervise
+            raise SystemExit(supervise(cfg))
         uvloop.run(serve(cfg))
     except OSError as e:
         print(f"samebytes: {e}", file=sys.stderr)

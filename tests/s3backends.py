@@ -117,7 +117,9 @@ def start_moto(port: int, log_path: Path, timeout: float = 60) -> ChunkBackend:
 
 def start_gateway_backend(data: Path) -> ChunkBackend:
     from tests.conftest import start_gateway
-    gw = start_gateway(data, "--chunks", "local")
+    # Two worker processes: every test on this backend also proves that a client's
+    # requests spread over pre-forked workers see one namespace.
+    gw = start_gateway(data, "--chunks", "local", "--workers", "2")
     return ChunkBackend("gateway", gw.endpoint, gw.access_key, gw.secret_key, gw.proc, gw)
 
 

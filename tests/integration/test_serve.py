@@ -16,7 +16,9 @@ from tests.conftest import Gateway, free_port, start_gateway
 
 
 def test_health_endpoints_answer_live_and_ready(gateway: Gateway) -> None:
-    assert gateway.get("/_samebytes/health/live") == (200, b'{"status": "live"}')
+    status, body = gateway.get("/_samebytes/health/live")
+    assert status == 200
+    assert json.loads(body) == {"status": "live", "worker": 0, "pid": gateway.proc.pid}
     status, body = gateway.get("/_samebytes/health/ready")
     assert status == 200 and json.loads(body)["status"] == "ready"
 
