@@ -7,7 +7,7 @@ that connects and sends nothing, or dribbles one header byte at a time, would ho
 connection (and a file descriptor) forever. ``HeadDeadline`` wraps each connection's
 protocol: its timer starts when the connection opens and again when the first byte of
 a later request arrives, and stops when the application sees the request (the
-``mark_requests`` middleware); if it fires first, the connection is closed.
+``marks_requests`` handler wrapper); if it fires first, the connection is closed.
 """
 
 from __future__ import annotations
@@ -90,21 +90,26 @@ class HeadDeadline(asyncio.Protocol):
         self._inner.resume_writing()
 
 
-@web.middleware
-async def mark_requests(request: web.Request,
-                        handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Tell the connection's HeadDeadline that its request head arrived."""
-    guard = _BY_TRANSPORT.get(request.transport) if request.transport is not None else None
-    if guard is None:
-        return await handler(request)
-    guard.request_started()
-    try:
-        return await handler(request)
-    finally:
-        guard.request_finished()
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
-async def start_server(runner: web.AppRunner, host: str, port: int, *, ssl: Any = None,
+def marks_requests(handler: Handler) -> Handler:
+    """The handler, telling the connection's HeadDeadline that a request head arrived.
+    (A wrapper, not an aiohttp middleware: the S3 port runs aiohttp's low-level server.)"""
+    async def marked(request: web.BaseRequest) -> web.StreamResponse:
+        transport = request.transport
+        guard = _BY_TRANSPORT.get(transport) if transport is not None else None
+        if guard is None:
+            return await handler(request)
+        guard.request_started()
+        try:
+            return await handler(request)
+        finally:
+            guard.request_finished()
+    return marked
+
+
+async def start_server(runner: web.BaseRunner, host: str, port: int, *, ssl: Any = None,
                        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
                        sock: socket.socket | None = None) -> asyncio.AbstractServer:
     """Listen for the runner's application with head deadlines (instead of web.TCPSite),

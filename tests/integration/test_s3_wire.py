@@ -306,3 +306,34 @@ def test_a_non_numeric_part_paging_header_is_invalid_argument(gateway: Gateway, 
     status, resp = send(gateway, "GET", "/attrs/k?attributes", headers)
     assert status == 400 and b"<Code>InvalidArgument</Code>" in resp and header.encode() in resp
     assert s3.get_object(Bucket="attrs", Key="k")["Body"].read() == b"kept"
+
+
+def test_expect_100_continue_gets_an_interim_100_before_the_body_is_sent(gateway: Gateway) -> None:
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="bkt")
+    body = b"after the interim response"
+    h = signed_headers(gateway, "PUT", "/bkt/expected", {"Expect": "100-continue"},
+                       hashlib.sha256(body).hexdigest(), body)
+    head = "".join(f"{k}: {v}\r\n" for k, v in h.items())
+    with socket.create_connection(("127.0.0.1", gateway.s3_port), timeout=30) as s:
+        s.sendall(f"PUT /bkt/expected HTTP/1.1\r\nHost: 127.0.0.1:{gateway.s3_port}\r\n{head}"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode())
+        interim = s.recv(65536)  # nothing of the body sent yet
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        s.sendall(body)
+        rest = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"\r\n\r\n" not in rest:
+            rest += s.recv(65536)
+        assert rest.startswith(b"HTTP/1.1 200"), rest
+    assert s3.get_object(Bucket="bkt", Key="expected")["Body"].read() == body
+
+
+def test_an_unknown_expectation_gets_417_and_stores_nothing(gateway: Gateway) -> None:
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="bkt")
+    h = signed_headers(gateway, "PUT", "/bkt/unexpected", {"Expect": "teapot"},
+                       hashlib.sha256(b"x").hexdigest(), b"x")
+    status, _ = send(gateway, "PUT", "/bkt/unexpected", h, b"x")
+    assert status == 417
+    assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
+    assert gateway.get("/_samebytes/health/live")[0] == 200
