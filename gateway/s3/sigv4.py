@@ -201,7 +201,7 @@ def parse(req: Request) -> Auth | None:
                 raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
             continue
         query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
-    presigned = any(k in query for k in (_Q_ALG, _Q_CRED, _Q_SIG))
+    presigned = _Q_ALG in query or _Q_CRED in query or _Q_SIG in query
     if authorization is not None and presigned:
         raise AuthError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
                         "query parameter or the Authorization header should be specified")
@@ -353,6 +353,8 @@ def canonical_request(req: Request, auth: Auth) -> str:
     canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
     skip_signature = auth.presigned
     for k, v in req.query_pairs():
+        if skip_signature and k == _Q_SIG:
+            continue  # X-Amz-Signature as sent (an escaped form of it is canonicalised below)
         key = k if canonical(k) else _aws_quote_escaped(k)
         if skip_signature and key == _Q_SIG:
             continue
@@ -361,8 +363,13 @@ def canonical_request(req: Request, auth: Auth) -> str:
     query = "&".join([f"{k}={v}" for k, v in pairs])
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
     lines = []
+    headers = req.headers
     for name in auth.signed_headers:
-        value = _SPACES.sub(" ", _wire_text(req.headers.get(name, ""))).strip(" ")
+        value = headers.get(name, "")
+        if value.isascii() and "  " not in value and "\t" not in value:
+            value = value.strip(" ")  # the usual header: nothing to recode or fold
+        else:
+            value = _SPACES.sub(" ", _wire_text(value)).strip(" ")
         lines.append(f"{name}:{value}\n")
     return "\n".join([req.method, uri, query, "".join(lines), ";".join(auth.signed_headers),
                       auth.payload_hash])
@@ -382,8 +389,16 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
 
 
 def _sign(key: bytes, text: str) -> str:
-    # hmac.digest: OpenSSL's one-shot HMAC, a fraction of hmac.new()'s Python-level cost.
-    return hmac.digest(key, _utf8(text), "sha256").hex()
+    # A copy of the keyed HMAC state (the key's two SHA-256 blocks hashed once per
+    # signing key) costs less than hmac.digest's fresh key setup per message.
+    h = _keyed(key).copy()
+    h.update(_utf8(text))
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=256)  # one per signing key (identity and day), as signing_key
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 _SKEW = timedelta(minutes=15)
