@@ -32,7 +32,7 @@ def _request_id() -> str:
 ANONYMOUS = Caller(65534, 65534)
 
 
-@dataclass
+@dataclass(slots=True)
 class Ctx:
     door: S3Door
     request: web.Request

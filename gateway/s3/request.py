@@ -49,12 +49,13 @@ class Target:
 
 def split_target(raw_path: str, host: str, domain: str | None) -> Target:
     """Bucket and key from path-style or (with --domain) virtual-host-style requests."""
-    path = raw_path.split("?", 1)[0]
-    host = host.rsplit(":", 1)[0].lower() if host and not host.startswith("[") else host
-    if domain and host and host.endswith("." + domain):
-        bucket = host[: -len(domain) - 1]
-        key_raw = path[1:] if path.startswith("/") else path
-        return Target(bucket, decode_component(key_raw, "key") if key_raw else None)
+    path = raw_path.split("?", 1)[0] if "?" in raw_path else raw_path
+    if domain and host:  # the Host header matters only for virtual-host-style addressing
+        host = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+        if host.endswith("." + domain):
+            bucket = host[: -len(domain) - 1]
+            key_raw = path[1:] if path.startswith("/") else path
+            return Target(bucket, decode_component(key_raw, "key") if key_raw else None)
     if path in ("", "/"):
         return Target(None, None)
     rest = path[1:]
