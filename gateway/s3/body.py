@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import hmac
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ..vfs.hashing import HashStream
@@ -111,11 +111,21 @@ class Body:
         if self._hashing is not None:
             self._hashing.update(data)  # bytes: never changed after this
 
-    async def _timed(self, source: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """source's pieces; a client that sends nothing for idle_timeout seconds gets
-        400 RequestTimeout (S3's answer) instead of holding the request open forever."""
-        it = source.__aiter__()
+    async def _timed(self, content: Any) -> AsyncIterator[bytes]:
+        """The body's pieces as they arrive; a client that sends nothing for idle_timeout
+        seconds gets 400 RequestTimeout (S3's answer) instead of holding the request open
+        forever. Bytes already buffered are taken without arming the timer (a small
+        body arrives with its headers: the timer's set-up was a visible part of a PUT)."""
+        read_nowait = getattr(content, "read_nowait", None)  # aiohttp's StreamReader
+        it = content.iter_any().__aiter__()
         while True:
+            if read_nowait is not None:
+                data = read_nowait()
+                if data:
+                    yield data
+                    continue
+                if content.at_eof():
+                    return
             try:
                 async with asyncio.timeout(self._idle):
                     data = await it.__anext__()
@@ -132,7 +142,7 @@ class Body:
         if not self.streaming:
             # Pieces as they arrive: the vfs copies them into chunk buffers anyway, and
             # fixed-size reads would join them into a new buffer first.
-            async for data in self._timed(self._content.iter_any()):
+            async for data in self._timed(self._content):
                 self._take(data)
                 yield data
             await self._hashed()
@@ -143,7 +153,7 @@ class Body:
         chunk_hash = hashlib.sha256()
         ended = False
         try:
-            async for raw in self._timed(self._content.iter_any()):
+            async for raw in self._timed(self._content):
                 dec.feed(raw)
                 while True:
                     ev = dec.next_event()
