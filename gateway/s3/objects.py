@@ -161,7 +161,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     # A full-object checksum describes the whole body only: never on a partial one.
     if status == 200 and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.update(_checksum_headers(inode))
-    if query:
+    if query and not RESPONSE_OVERRIDES.keys().isdisjoint(query):  # presigned URLs carry a query
         for param, header in RESPONSE_OVERRIDES.items():
             if param in query:
                 headers[header] = query[param]
