@@ -241,6 +241,13 @@ def put_extent(txn: Txn, ino: int, e: Extent, now_ns: int) -> None:
     _adjust_refs(txn, e.chunk_id, 1, now_ns)
 
 
+def put_fresh_extent(txn: Txn, ino: int, e: Extent, now_ns: int) -> None:
+    """put_extent for a file known to have nothing in e's range (a new object's
+    extents, written in order): no punch, whose cursor scans found nothing to cut."""
+    txn.put("extent", extent_key(ino, e.offset), encode_extent(e))
+    _adjust_refs(txn, e.chunk_id, 1, now_ns)
+
+
 def truncate_extents(txn: Txn, ino: int, size: int, now_ns: int) -> None:
     punch(txn, ino, size, 1 << 63, now_ns)
 

@@ -326,7 +326,7 @@ class ObjectOps(Core):
                  exts: list[Extent], xattrs: dict[bytes, bytes], now: int) -> None:
         """Swap a new object inode in under name (rename-over of any old one)."""
         for e in exts:
-            ns.put_extent(txn, node.ino, e, now)
+            ns.put_fresh_extent(txn, node.ino, e, now)  # node is new; exts never overlap
         for k, v in xattrs.items():
             ns.set_xattr(txn, node.ino, k, v)
         if found is not None:
