@@ -198,7 +198,8 @@ def decode_inode(ino: int, b: bytes) -> Inode:
     at += le
     ctype = b[at:at + lc].decode()
     at += lc
-    extra = json.loads(b[at:at + lx]) if lx else {}
+    # str first: json.loads(bytes) sniffs the encoding in Python, twice the cost of decoding.
+    extra = json.loads(str(b[at:at + lx], "utf-8")) if lx else {}
     at += lx
     return Inode(ino, mode, uid, gid, nlink, size, atime, mtime, ctime, btime,
                  next_seq, parent, flags, rdev, generation, etag, ctype, bytes(b[at:]), extra)
@@ -288,4 +289,4 @@ def encode_json(obj: Any) -> bytes:
 
 
 def decode_json(b: bytes) -> Any:
-    return json.loads(b)
+    return json.loads(str(b, "utf-8"))  # see decode_inode: str first is cheaper
