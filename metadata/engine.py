@@ -29,7 +29,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -140,6 +139,27 @@ class _Op:
 _STOP = object()
 
 
+class _ReadSnapshot:
+    """LmdbEngine.read's context manager. A class rather than @contextmanager: every
+    mount read opens one, and the generator machinery cost about as much as the
+    LMDB work itself."""
+
+    __slots__ = ("_engine", "_txn")
+
+    def __init__(self, engine: LmdbEngine) -> None:
+        self._engine = engine
+        self._txn: lmdb.Transaction | None = None
+
+    def __enter__(self) -> Txn:
+        self._txn = txn = self._engine._begin_read()
+        return Txn(txn, self._engine._dbs)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._txn is not None:
+            self._txn.abort()
+            self._txn = None
+
+
 class LmdbEngine:
     """One LMDB environment per process, opened after any fork."""
 
@@ -202,20 +222,19 @@ class LmdbEngine:
 
     # -- reads -------------------------------------------------------------
 
-    @contextmanager
-    def read(self) -> Iterator[Txn]:
-        """A short read snapshot. Never hold it across an await."""
+    def read(self) -> _ReadSnapshot:
+        """A short read snapshot (``with engine.read() as txn``). Never hold it across an
+        await."""
+        return _ReadSnapshot(self)
+
+    def _begin_read(self) -> lmdb.Transaction:
         with self._env_lock:  # not while a failed commit reopens the environment
             try:
-                txn = self.env.begin(write=False)
+                return self.env.begin(write=False)
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size.
                 self.env.set_mapsize(0)
-                txn = self.env.begin(write=False)
-        try:
-            yield Txn(txn, self._dbs)
-        finally:
-            txn.abort()
+                return self.env.begin(write=False)
 
     # -- writes ------------------------------------------------------------
 

@@ -302,10 +302,12 @@ def cached_plan(txn: object, ino: int, inode_raw: bytes, size: int, start: int, 
     return CachedPlan(inode_raw, lo, stop, ReadPlan(size, exts, _infos(txn, exts)))
 
 
-async def _fetch(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes:
+async def _fetch(chunks: ChunkStore, p: ReadPlan, e: Extent, alone: bool = False) -> bytes:
     if e.data is not None:
         return e.data
     try:
+        if alone:
+            return await chunks.get_alone(p.infos[e.chunk_id], e.chunk_off, e.length)
         return await chunks.get(p.infos[e.chunk_id], e.chunk_off, e.length)
     except ChunkError as exc:
         raise chunk_errors(exc) from exc
@@ -396,16 +398,18 @@ async def read_into(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> by
     return buf
 
 
-async def read_range(chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> bytes | bytearray:
+async def read_range(chunks: ChunkStore, p: ReadPlan, start: int, end: int,
+                     alone: bool = False) -> bytes | bytearray:
     """The bytes [start, end): a read inside one extent (the common mount read) is the
-    chunk store's verified buffer itself, without a task or a copy."""
+    chunk store's verified buffer itself, without a task or a copy. alone: the caller is
+    the only request waiting on the loop (``ChunkStore.get_alone``)."""
     exts = p.covering(start, end)
     if len(exts) == 1:
         e = exts[0]
         if e.offset <= start and end <= e.end:
             if e.offset < start or e.end > end:
                 e = e.slice(start, end)
-            return await _fetch(chunks, p, e)
+            return await _fetch(chunks, p, e, alone)
     return await read_into(chunks, p, start, end)
 
 

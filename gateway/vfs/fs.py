@@ -544,7 +544,11 @@ class Filesystem(MultipartOps):
             raise FsError("bad file handle", errno=errno.EBADF)
         return h
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes | bytearray:
+    async def read(self, fh: int, offset: int, size: int, *,
+                   alone: bool = False) -> bytes | bytearray:
+        """Up to size bytes at offset. alone: the caller is the only request its door has
+        waiting on the event loop, so the chunk store may read on the loop itself
+        (``ChunkStore.get_alone``)."""
         h = self.handle(fh)
         if not h.readable:
             raise FsError("not open for reading", errno=errno.EBADF)
@@ -580,7 +584,7 @@ class Filesystem(MultipartOps):
         plan = self._read(op)
         if not f.has_unsettled():
             # Nothing of this process's own is uncommitted: the snapshot is the file.
-            return await data.read_range(self.chunks, plan, offset, end)
+            return await data.read_range(self.chunks, plan, offset, end, alone)
         spilled = f.spilled
         layers = f.layers()
         buf = await data.read_into(self.chunks, plan, offset, end)
