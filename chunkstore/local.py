@@ -265,16 +265,14 @@ class LocalChunkStore(ChunkStore):
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
-        if (self._reading or self._small_read_time > SLOW_READ
+        if (self._reading or self._small_read_time > SLOW_READ or self._closed
                 or _covered(info, first_block, end) > SMALL_READ):
             return await self._get(info, first_block, start, end)
-        if self._closed:
-            raise RuntimeError("LocalChunkStore is closed")
         t0 = time.monotonic()
         try:
             return self._get_sync(info, first_block, start, end)
         finally:
-            self._note_small_read(t0)
+            self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
 
     async def _get(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
         if self._closed:

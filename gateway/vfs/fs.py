@@ -581,7 +581,12 @@ class Filesystem(MultipartOps):
         # The uncommitted state is captured together with the metadata snapshot
         # (no await between): a commit that lands while the chunks are read resets
         # f.spilled, but the snapshot predates it.
-        plan = self._read(op)
+        c = h.plan
+        if (c is not None and not prefetching and c.covers(offset, end)
+                and self.meta.get_one("inode", c.inode_key) == c.inode_raw):
+            plan = c.plan  # the cached plan is current: one LMDB get, nothing decoded
+        else:
+            plan = self._read(op)
         if not f.has_unsettled():
             # Nothing of this process's own is uncommitted: the snapshot is the file.
             return await data.read_range(self.chunks, plan, offset, end, alone)
