@@ -232,7 +232,7 @@ class LmdbEngine:
         of its cost (a mount read checks its cached plan against the inode this way)."""
         txn = self._begin_read()
         try:
-            return txn.get(key, db=self._dbs[db])  # type: ignore[no-any-return]
+            return txn.get(key, db=self._dbs[db])  # type: ignore[return-value]
         finally:
             txn.abort()
 
