@@ -222,8 +222,18 @@ class LmdbEngine:
     # -- reads -------------------------------------------------------------
 
     def read(self) -> _ReadSnapshot:
-        """A short read snapshot (`with engine.read() as txn:`). Never hold it across an await."""
+        """A short read snapshot (``with engine.read() as txn``). Never hold it across an
+        await."""
         return _ReadSnapshot(self)
+
+    def get_one(self, db: str, key: bytes) -> bytes | None:
+        """One value from a snapshot of its own: ``read()`` for a single get, at a third
+        of its cost (a mount read checks its cached plan against the inode this way)."""
+        txn = self._begin_read()
+        try:
+            return txn.get(key, db=self._dbs[db])  # type: ignore[return-value]
+        finally:
+            txn.abort()
 
     def _begin_read(self) -> lmdb.Transaction:
         with self._env_lock:  # not while a failed commit reopens the environment

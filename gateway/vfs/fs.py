@@ -544,7 +544,11 @@ class Filesystem(MultipartOps):
             raise FsError("bad file handle", errno=errno.EBADF)
         return h
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes | bytearray:
+    async def read(self, fh: int, offset: int, size: int, *,
+                   alone: bool = False) -> bytes | bytearray:
+        """Up to size bytes at offset. alone: the caller is the only request its door has
+        waiting on the event loop, so the chunk store may read on the loop itself
+        (``ChunkStore.get_alone``)."""
         h = self.handle(fh)
         if not h.readable:
             raise FsError("not open for reading", errno=errno.EBADF)
@@ -577,10 +581,15 @@ class Filesystem(MultipartOps):
         # The uncommitted state is captured together with the metadata snapshot
         # (no await between): a commit that lands while the chunks are read resets
         # f.spilled, but the snapshot predates it.
-        plan = self._read(op)
+        c = h.plan
+        if (c is not None and not prefetching and c.covers(offset, end)
+                and self.meta.get_one("inode", c.inode_key) == c.inode_raw):
+            plan = c.plan  # the cached plan is current: one LMDB get, nothing decoded
+        else:
+            plan = self._read(op)
         if not f.has_unsettled():
             # Nothing of this process's own is uncommitted: the snapshot is the file.
-            return await data.read_range(self.chunks, plan, offset, end)
+            return await data.read_range(self.chunks, plan, offset, end, alone)
         spilled = f.spilled
         layers = f.layers()
         buf = await data.read_into(self.chunks, plan, offset, end)

@@ -159,6 +159,38 @@ def test_a_corrupt_chunk_reads_as_eio_and_the_mount_keeps_serving(door: tuple[Ga
     assert os.path.ismount(door[1])
 
 
+@pytest.mark.skipif(bool(TEST_CHUNKS), reason="flips a byte in the local chunk folder")
+def test_a_lone_4k_read_of_a_corrupt_block_is_eio_and_its_neighbours_still_read(
+        door: tuple[Gateway, Path], bkt: Path) -> None:
+    """One reader, small random preads: the reads the chunk store serves on the event loop
+    itself verify the covering block as the worker path does."""
+    gw, _ = door
+    chunks = gw.data / "chunks"
+    before = {p for p in chunks.rglob("*") if p.is_file()}
+    data = os.urandom(256 * 1024)
+    (bkt / "lone-victim").write_bytes(data)
+    os.sync()
+    new = [p for p in chunks.rglob("*") if p.is_file() and p not in before]
+    assert len(new) == 1
+    bad = 100_000  # in the 16 KiB block [98304, 114688)
+    raw = bytearray(new[0].read_bytes())
+    raw[bad] ^= 0x01
+    new[0].write_bytes(raw)
+    drop_page_cache()
+    fd = os.open(bkt / "lone-victim", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+        for _ in range(3):  # the store keeps the chunk open: later reads take the same path
+            with pytest.raises(OSError) as e:
+                os.pread(fd, 4096, bad // 4096 * 4096)
+            assert e.value.errno == errno.EIO
+        assert os.pread(fd, 4096, 0) == data[:4096]
+        assert os.pread(fd, 4096, 200_704) == data[200_704:200_704 + 4096]
+    finally:
+        os.close(fd)
+    assert os.path.ismount(door[1])
+
+
 # -- big directories ---------------------------------------------------------------------------
 
 

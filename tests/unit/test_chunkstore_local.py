@@ -295,6 +295,8 @@ def test_any_slice_read_equals_the_same_slice_of_the_original(tmp_path: Path) ->
             end = size if length is None else offset + length
             got = loop.run_until_complete(s.get(infos[i], offset, length))
             assert got == datas[i][offset:end]
+            alone = loop.run_until_complete(s.get_alone(infos[i], offset, length))
+            assert alone == datas[i][offset:end]
 
         prop()
     finally:
@@ -791,3 +793,122 @@ async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_b
     await store.put_unsynced(0x0402, b"z")
     await store.sync([0x0402])
     assert synced == [str(root.parent), str(root), str(root / "02"), str(root / "02" / "04")]
+
+
+# --- get_alone: a lone reader's read on the event loop ---------------------------------
+
+
+def _record_threads(store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The thread each chunk file read of the store runs in, in order."""
+    seen: list[str] = []
+    real = store._get_sync
+
+    def spy(*args: Any) -> bytes:
+        seen.append(threading.current_thread().name)
+        return real(*args)
+
+    monkeypatch.setattr(store, "_get_sync", spy)
+    return seen
+
+
+@pytest.mark.asyncio
+async def test_get_alone_reads_a_small_range_on_the_loop_thread(
+        store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    seen = _record_threads(store, monkeypatch)
+    assert await store.get_alone(info, B + 10, 4096) == data[B + 10:B + 10 + 4096]
+    assert await store.get_alone(info, 3 * B, None) == data[3 * B:]  # the short last block
+    assert seen == [threading.current_thread().name] * 2
+
+
+@pytest.mark.asyncio
+async def test_get_alone_verifies_like_get_corrupt_truncated_and_missing_chunks_fail(
+        store: LocalChunkStore) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    with open(store.path(BIG_ID), "r+b") as f:
+        f.seek(2 * B + 7)
+        f.write(bytes([data[2 * B + 7] ^ 0x01]))
+    with pytest.raises(ChunkCorrupt) as ei:
+        await store.get_alone(info, 2 * B + 4000, 10)  # the flipped byte is outside the range
+    assert ei.value.block == 2 and chunk_name(BIG_ID) in str(ei.value)
+    assert await store.get_alone(info, B, 10) == data[B:B + 10]  # other blocks still read
+
+    other = await store.put(5, os.urandom(2 * B))
+    os.truncate(store.path(5), B + 3)
+    with pytest.raises(ChunkCorrupt):
+        await store.get_alone(other, 0, 10)
+    with pytest.raises(ChunkMissing):
+        await store.get_alone(ChunkInfo(6, 10, block_sums(b"0123456789")), 0, 10)
+    with pytest.raises(ValueError):
+        await store.get_alone(info, SIZE, 1)
+
+
+@pytest.mark.asyncio
+async def test_get_alone_sends_large_reads_to_the_workers(
+        store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(8 * B)
+    info = await store.put(7, data)
+    store._fds.forget(7)  # not open: the page-cache path cannot serve it on the loop
+    seen = _record_threads(store, monkeypatch)
+    assert await store.get_alone(info, 0, 8 * B) == data
+    assert seen and seen[0] != threading.current_thread().name
+
+
+@pytest.mark.asyncio
+async def test_get_alone_uses_the_workers_while_the_disk_is_slow_and_again_once_fast(
+        store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    seen = _record_threads(store, monkeypatch)
+    loop_thread = threading.current_thread().name
+    monkeypatch.setattr(local_mod, "SLOW_READ", 1e-12)  # any read that took time is slow
+    await store.get_alone(info, 0, 10)  # this one was judged before any read: on the loop
+    store._fds.forget(BIG_ID)  # so that the page-cache path does not serve the next ones
+    for _ in range(3):
+        assert await store.get_alone(info, B, 10) == data[B:B + 10]
+        store._fds.forget(BIG_ID)
+    assert seen[0] == loop_thread and all(t != loop_thread for t in seen[1:]), seen
+    monkeypatch.setattr(local_mod, "SLOW_READ", 3600.0)  # the disk is fast again
+    del seen[:]
+    assert await store.get_alone(info, B, 10) == data[B:B + 10]
+    assert seen == [loop_thread]
+
+
+@pytest.mark.asyncio
+async def test_get_alone_uses_the_workers_while_other_reads_wait_for_the_disk(
+        store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = os.urandom(SIZE)
+    info = await store.put(BIG_ID, data)
+    seen = _record_threads(store, monkeypatch)
+    gate = threading.Event()
+    real = store._get_sync
+
+    def held(*args: Any) -> bytes:
+        if threading.current_thread().name != loop_thread:
+            gate.wait(30)  # a read stuck on the disk in a worker
+        return real(*args)
+
+    loop_thread = threading.current_thread().name
+    monkeypatch.setattr(store, "_get_sync", held)
+    store._fds.forget(BIG_ID)
+    stuck = asyncio.ensure_future(store.get(info, 0, 10))
+    for _ in range(200):
+        if store._reading:
+            break
+        await asyncio.sleep(0.01)
+    lone = asyncio.ensure_future(store.get_alone(info, B, 10))
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await stuck == data[:10] and await lone == data[B:B + 10]
+    assert loop_thread not in seen
+
+
+def test_chunk_info_equality_ignores_the_cached_block_size() -> None:
+    a = ChunkInfo(1, 2 * B, block_sums(bytes(2 * B)))
+    b = ChunkInfo(1, 2 * B, block_sums(bytes(2 * B)))
+    assert a.block_size == B
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert pickle.loads(pickle.dumps(a)) == a
+
