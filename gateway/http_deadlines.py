@@ -94,7 +94,8 @@ class HeadDeadline(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._active == 0 and self._since is None:
-            self._since = self._loop.time()  # the first bytes of the next request: its head has a deadline
+            # the first bytes of the next request: its head has a deadline
+            self._since = self._loop.time()
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:

@@ -27,8 +27,12 @@ import socket
 import sys
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from .config import Credentials
+
+if TYPE_CHECKING:
+    from .server import ServeConfig
 
 log = logging.getLogger("samebytes")
 
@@ -70,7 +74,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _run_worker(cfg, index: int, sock: socket.socket, creds: Credentials) -> int:  # type: ignore[no-untyped-def]
+def _run_worker(cfg: ServeConfig, index: int, sock: socket.socket, creds: Credentials) -> int:
     import uvloop
 
     from .server import serve
@@ -84,7 +88,7 @@ def _run_worker(cfg, index: int, sock: socket.socket, creds: Credentials) -> int
         return 1
 
 
-def _fork(cfg, index: int, socks: list[socket.socket], creds: Credentials) -> int:  # type: ignore[no-untyped-def]
+def _fork(cfg: ServeConfig, index: int, socks: list[socket.socket], creds: Credentials) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
@@ -111,7 +115,7 @@ def _fork(cfg, index: int, socks: list[socket.socket], creds: Credentials) -> in
         os._exit(code)
 
 
-def supervise(cfg) -> int:  # type: ignore[no-untyped-def]
+def supervise(cfg: ServeConfig) -> int:
     """Run cfg.workers workers until SIGTERM/SIGINT; the exit status for the command."""
     import uvloop
 

@@ -38,7 +38,6 @@ SHUTDOWN_TIMEOUT = 30.0
 KEEPALIVE_TIMEOUT = 75.0
 
 
-
 @dataclass(frozen=True, slots=True)
 class ServeConfig:
     data: Path
