@@ -16,11 +16,12 @@ uses: ``prefetch`` starts fetches of the chunks a sequential reader will want ne
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from .base import (
@@ -274,12 +275,38 @@ def _cut(segments: list[Segment], start: int, end: int) -> bytes | memoryview:
     return b"".join(views)
 
 
+def _libc_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_sync_file_range = _libc_sync_file_range()  # Linux; Python's os module lacks it
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _start_writeback(fd: int) -> None:
+    """Queue a file's dirty pages for writing, without waiting for them."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)  # advisory: errors ignored
+
+
 def _write_file(path: Path, pieces: list[Segment] | list[bytes | bytearray | memoryview]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TEMP_PREFIX}{path.name}-{secrets.token_hex(4)}")
     try:
         with open(tmp, "wb") as f:
             f.writelines(pieces)
+            f.flush()
+            # Start the writeback now, without waiting for it: a first read that fills
+            # the cache would otherwise leave its dirty pages to be flushed later, on
+            # the CPU and disk the next reads need. (Not a durability promise: the
+            # cache is verified on every read and may lose files in a crash.)
+            _start_writeback(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
