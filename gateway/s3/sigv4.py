@@ -70,11 +70,6 @@ class Request:
     raw_path: str                 # percent-encoded as sent, without '?query'
     raw_query: str                # as sent, without '?'
     headers: Mapping[str, str]    # lower-case names, repeated headers joined with ','
-    # query_pairs(raw_query), when the caller split it already (the door does, once).
-    pairs: list[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
-
-    def query_pairs(self) -> list[tuple[str, str]]:
-        return self.pairs if self.pairs is not None else query_pairs(self.raw_query)
 
 
 @dataclass(frozen=True)
@@ -193,25 +188,50 @@ def parse(req: Request) -> Auth | None:
     """The signature claim of a request, not yet verified; None for an anonymous request."""
     headers = req.headers
     authorization = headers.get("authorization")
-    query: dict[str, str] = {}
-    for k, v in req.query_pairs():
-        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
-        if name in query:
-            if name in _AUTH_PARAMS:
-                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
-            continue
-        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
-    presigned = _Q_ALG in query or _Q_CRED in query or _Q_SIG in query
+    raw_query = req.raw_query
+    presigned, v2 = _query_kind(raw_query) if raw_query else (False, False)
     if authorization is not None and presigned:
         raise AuthError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
                         "query parameter or the Authorization header should be specified")
     if authorization is not None:
         return _parse_header(authorization, headers)
     if presigned:
-        return _parse_query(query)
-    if "AWSAccessKeyId" in query and "Signature" in query:
+        return _presigned_auth(raw_query)
+    if v2:
         raise AuthError("InvalidRequest", _V2_MESSAGE)
     return None
+
+
+# Everything SigV4 derives from a raw query string alone is cached by that string: a
+# presigned URL is fetched again and again, and its query is most of a small GET's
+# parsing. Pure functions of the string, so two different queries never share an entry;
+# an AuthError is raised afresh each time (lru_cache keeps no exceptions).
+QUERY_CACHE_SIZE = 2048
+
+
+def _query_params(raw_query: str) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for k, v in query_pairs(raw_query):
+        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
+        if name in query:
+            if name in _AUTH_PARAMS:
+                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
+            continue
+        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
+    return query
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _query_kind(raw_query: str) -> tuple[bool, bool]:
+    """(presigned, SigV2 query auth) of a query string."""
+    query = _query_params(raw_query)
+    presigned = _Q_ALG in query or _Q_CRED in query or _Q_SIG in query
+    return presigned, "AWSAccessKeyId" in query and "Signature" in query
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _presigned_auth(raw_query: str) -> Auth:
+    return _parse_query(_query_params(raw_query))  # Auth is frozen: safe to share
 
 
 class _Malformed(AuthError):
@@ -349,18 +369,7 @@ def canonical_request(req: Request, auth: Auth) -> str:
         uri = raw_path  # every segment canonical already
     else:
         uri = "/".join([_aws_quote(seg) for seg in raw_path.split("/")])
-    pairs = []
-    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
-    skip_signature = auth.presigned
-    for k, v in req.query_pairs():
-        if skip_signature and k == _Q_SIG:
-            continue  # X-Amz-Signature as sent (an escaped form of it is canonicalised below)
-        key = k if canonical(k) else _aws_quote_escaped(k)
-        if skip_signature and key == _Q_SIG:
-            continue
-        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
-    pairs.sort()
-    query = "&".join([f"{k}={v}" for k, v in pairs])
+    query = canonical_query(req.raw_query, auth.presigned) if req.raw_query else ""
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
     lines = []
     headers = req.headers
@@ -373,6 +382,23 @@ def canonical_request(req: Request, auth: Auth) -> str:
         lines.append(f"{name}:{value}\n")
     return "\n".join([req.method, uri, query, "".join(lines), ";".join(auth.signed_headers),
                       auth.payload_hash])
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)  # see _query_kind
+def canonical_query(raw_query: str, presigned: bool) -> str:
+    """The canonical query string of a raw query; a presigned request leaves out its
+    X-Amz-Signature."""
+    pairs = []
+    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
+    for k, v in query_pairs(raw_query):
+        if presigned and k == _Q_SIG:
+            continue  # X-Amz-Signature as sent (an escaped form of it is canonicalised below)
+        key = k if canonical(k) else _aws_quote_escaped(k)
+        if presigned and key == _Q_SIG:
+            continue
+        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
+    pairs.sort()
+    return "&".join([f"{k}={v}" for k, v in pairs])
 
 
 def string_to_sign(auth: Auth, canonical: str) -> str:
