@@ -62,6 +62,14 @@ async def test_a_changed_identity_is_seen_by_the_next_lookup(vfs: Filesystem) ->
     assert vfs.identity("NOSUCHKEY") is None
 
 
+async def test_a_removed_identity_is_gone_at_the_next_lookup(vfs: Filesystem) -> None:
+    await vfs.put_identity("AKID", "secret", uid=10, gid=10)
+    assert vfs.identity("AKID") is not None
+    assert vfs.identity("AKID") is not None  # decoded once, then known by its record
+    await vfs.meta.write(lambda txn: txn.delete("identity", b"AKID"))
+    assert vfs.identity("AKID") is None
+
+
 def _strict(raw: str) -> str:
     return unquote_to_bytes(raw.encode("utf-8", "surrogateescape")).decode("utf-8")
 
