@@ -146,6 +146,15 @@ def test_cached_presigned_claims_belong_to_their_own_query() -> None:
         with pytest.raises(sigv4.AuthError) as info:
             sigv4.verify(forged, sigv4.parse(forged), "secret", when)
         assert info.value.code == "SignatureDoesNotMatch"
+    # The forged URL has the good one's canonical request (the signature is not part of
+    # it): the expected signature comes from the cache and the forged claim still fails.
+    assert sigv4.canonical_request(forged, sigv4.parse(forged)) == sigv4.canonical_request(good, sigv4.parse(good))
+    # Another secret (a changed identity) is another signing key: refused.
+    for _ in range(2):
+        with pytest.raises(sigv4.AuthError) as info:
+            sigv4.verify(good, sigv4.parse(good), "other-secret", when)
+        assert info.value.code == "SignatureDoesNotMatch"
+    assert sigv4.verify(good, sigv4.parse(good), "secret", when).seed_signature == sig
     # Another date in the same query shape is another claim (and here a stale one).
     later = _presigned(sig, date="20260101T000001Z")
     assert sigv4.parse(later).amz_date == "20260101T000001Z"
