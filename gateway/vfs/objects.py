@@ -29,7 +29,7 @@ from . import data
 from .errors import (
     AccessDenied, Exists, FsError, InvalidKey, NotEmpty, NotFound, NotPermitted,
 )
-from .keys import check_bucket_name, split_key
+from .keys import check_bucket_name, split_key, split_key_cached
 from .listing import ListPage, list_page
 from .core import Core
 from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_search, check_sticky
@@ -412,7 +412,7 @@ class ObjectOps(Core):
         """(ino, stored inode record, names a folder) of key, walked with the search
         permission checked on every directory on the way, decoding none of them (only
         their permission fields): a GET's walk. The object itself is not checked yet."""
-        segs, is_dir = split_key(key)
+        segs, is_dir = split_key_cached(key)
         found = ns.lookup_as(txn, ROOT_INO, bucket.encode(), True)
         if found is None:
             raise NoSuchBucket(f"no bucket {bucket!r}")
