@@ -473,7 +473,7 @@ class ObjectOps(Core):
                 raise NotFound("no such key")  # a folder that is only a prefix, not a key
             check(caller, inode, R)
             xattrs = dict(ns.list_xattrs(txn, inode.ino))
-            if is_dir:
+            if inode.is_dir:
                 return inode, None, xattrs
             p = data.plan(txn, inode.ino, inode.size, 0, inode.size)
             if inode.is_reg and inode.size <= RECENT_OBJECT_BYTES and len(p.extents) <= RECENT_OBJECT_EXTENTS:
