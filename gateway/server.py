@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,16 +86,21 @@ def build_app(fs: Filesystem, cfg: ServeConfig, worker: int = 0) -> web.Server:
     door = S3Door(fs, region=cfg.region, domain=cfg.domain, body_timeout=cfg.body_timeout)
     live_path, ready_path = HEALTH_PREFIX + "/live", HEALTH_PREFIX + "/ready"
 
-    async def handle(request: web.BaseRequest) -> web.StreamResponse:
+    async def after_expect(request: web.BaseRequest) -> web.StreamResponse:
+        await expect_continue(request)
+        return await door.handle(request)
+
+    def handle(request: web.BaseRequest) -> Awaitable[web.StreamResponse]:
+        # Not a coroutine itself: it hands back the one to await (a layer less a request).
         if request.raw_path.startswith(HEALTH_PREFIX) and request.method in ("GET", "HEAD"):
             path = request.path
             if path == live_path:
-                return await live(request, worker)
+                return live(request, worker)
             if path == ready_path:
-                return await ready(request, fs)
+                return ready(request, fs)
         if request.headers.get(hdrs.EXPECT):
-            await expect_continue(request)
-        return await door.handle(request)
+            return after_expect(request)
+        return door.handle(request)
 
     # Bodies are streamed by the door, never read whole: nothing here buffers a body.
     return web.Server(marks_requests(handle), access_log=None,

@@ -60,6 +60,11 @@ def get_inode(txn: Txn, ino: int) -> Inode | None:
     return decode_inode(ino, raw) if raw is not None else None
 
 
+def get_inode_raw(txn: Txn, ino: int) -> bytes | None:
+    """An inode's stored record, undecoded (to compare with one decoded earlier)."""
+    return txn.get("inode", U64.pack(ino))
+
+
 def get_inode_perm(txn: Txn, ino: int) -> tuple[int, int, int] | None:
     """(mode, uid, gid) of an inode, or None when there is none."""
     raw = txn.get("inode", U64.pack(ino))

@@ -13,7 +13,7 @@ from aiohttp import web
 from ..vfs import Caller
 from . import sigv4
 from .errors import S3Error
-from .request import Target, decode_query, split_target
+from .request import Target, parse_query, split_target
 
 if TYPE_CHECKING:
     from .app import S3Door
@@ -41,7 +41,6 @@ class Ctx:
     raw_query: str
     query: dict[str, str]
     target: Target
-    pairs: list[tuple[str, str]]     # the raw query split once, for SigV4
     caller: Caller = ANONYMOUS
     access_key: str | None = None
     verified: sigv4.Verified | None = None
@@ -64,7 +63,7 @@ class Ctx:
         return self.access_key is None
 
     def sigv4_request(self) -> sigv4.Request:
-        return sigv4.Request(self.request.method, self.raw_path, self.raw_query, self.headers, self.pairs)
+        return sigv4.Request(self.request.method, self.raw_path, self.raw_query, self.headers)
 
 
 def build_ctx(door: S3Door, request: web.Request) -> Ctx:
@@ -76,8 +75,8 @@ def build_ctx(door: S3Door, request: web.Request) -> Ctx:
     raw = request.raw_path
     raw_path, _, raw_query = raw.partition("?")
     target = split_target(raw_path, headers.get("host", ""), door.domain)
-    pairs = sigv4.query_pairs(raw_query)
-    return Ctx(door, request, headers, raw_path, raw_query, decode_query(pairs), target, pairs)
+    query = parse_query(raw_query) if raw_query else {}
+    return Ctx(door, request, headers, raw_path, raw_query, query, target)
 
 
 def now() -> datetime:

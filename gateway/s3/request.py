@@ -66,7 +66,13 @@ def split_target(raw_path: str, host: str, domain: str | None) -> Target:
 
 
 def parse_query(raw_query: str) -> dict[str, str]:
-    """First value of each parameter, decoded ('+' stays '+', as SigV4 signs it)."""
+    """First value of each parameter, decoded ('+' stays '+', as SigV4 signs it). A new
+    dict each call (callers may change theirs); the decoding is cached per query."""
+    return dict(_parse_query(raw_query))
+
+
+@lru_cache(maxsize=sigv4.QUERY_CACHE_SIZE)  # presigned URLs recur: see sigv4._query_kind
+def _parse_query(raw_query: str) -> dict[str, str]:
     return decode_query(sigv4.query_pairs(raw_query))
 
 

@@ -64,17 +64,14 @@ class AuthError(Exception):
         self.extra: dict[str, str] = dict(extra or {})
 
 
-@dataclass(frozen=True)
+# Request and Verified are made once per request: plain slotted classes (a frozen
+# dataclass's __init__ costs three times as much). Treat them as values all the same.
+@dataclass(slots=True)
 class Request:
     method: str
     raw_path: str                 # percent-encoded as sent, without '?query'
     raw_query: str                # as sent, without '?'
     headers: Mapping[str, str]    # lower-case names, repeated headers joined with ','
-    # query_pairs(raw_query), when the caller split it already (the door does, once).
-    pairs: list[tuple[str, str]] | None = field(default=None, compare=False, repr=False)
-
-    def query_pairs(self) -> list[tuple[str, str]]:
-        return self.pairs if self.pairs is not None else query_pairs(self.raw_query)
 
 
 @dataclass(frozen=True)
@@ -100,7 +97,7 @@ class Auth:
     expires: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Verified:
     auth: Auth
     signing_key: bytes = field(repr=False)
@@ -193,25 +190,50 @@ def parse(req: Request) -> Auth | None:
     """The signature claim of a request, not yet verified; None for an anonymous request."""
     headers = req.headers
     authorization = headers.get("authorization")
-    query: dict[str, str] = {}
-    for k, v in req.query_pairs():
-        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
-        if name in query:
-            if name in _AUTH_PARAMS:
-                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
-            continue
-        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
-    presigned = _Q_ALG in query or _Q_CRED in query or _Q_SIG in query
+    raw_query = req.raw_query
+    presigned, v2 = _query_kind(raw_query) if raw_query else (False, False)
     if authorization is not None and presigned:
         raise AuthError("InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm "
                         "query parameter or the Authorization header should be specified")
     if authorization is not None:
         return _parse_header(authorization, headers)
     if presigned:
-        return _parse_query(query)
-    if "AWSAccessKeyId" in query and "Signature" in query:
+        return _presigned_auth(raw_query)
+    if v2:
         raise AuthError("InvalidRequest", _V2_MESSAGE)
     return None
+
+
+# Everything SigV4 derives from a raw query string alone is cached by that string: a
+# presigned URL is fetched again and again, and its query is most of a small GET's
+# parsing. Pure functions of the string, so two different queries never share an entry;
+# an AuthError is raised afresh each time (lru_cache keeps no exceptions).
+QUERY_CACHE_SIZE = 2048
+
+
+def _query_params(raw_query: str) -> dict[str, str]:
+    query: dict[str, str] = {}
+    for k, v in query_pairs(raw_query):
+        name = k if "%" not in k and k.isascii() else _decode_escaped(k)
+        if name in query:
+            if name in _AUTH_PARAMS:
+                raise AuthError("AuthorizationQueryParametersError", f"{name} appears more than once")
+            continue
+        query[name] = v if "%" not in v and v.isascii() else _decode_escaped(v)
+    return query
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _query_kind(raw_query: str) -> tuple[bool, bool]:
+    """(presigned, SigV2 query auth) of a query string."""
+    query = _query_params(raw_query)
+    presigned = _Q_ALG in query or _Q_CRED in query or _Q_SIG in query
+    return presigned, "AWSAccessKeyId" in query and "Signature" in query
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _presigned_auth(raw_query: str) -> Auth:
+    return _parse_query(_query_params(raw_query))  # Auth is frozen: safe to share
 
 
 class _Malformed(AuthError):
@@ -349,18 +371,7 @@ def canonical_request(req: Request, auth: Auth) -> str:
         uri = raw_path  # every segment canonical already
     else:
         uri = "/".join([_aws_quote(seg) for seg in raw_path.split("/")])
-    pairs = []
-    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
-    skip_signature = auth.presigned
-    for k, v in req.query_pairs():
-        if skip_signature and k == _Q_SIG:
-            continue  # X-Amz-Signature as sent (an escaped form of it is canonicalised below)
-        key = k if canonical(k) else _aws_quote_escaped(k)
-        if skip_signature and key == _Q_SIG:
-            continue
-        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
-    pairs.sort()
-    query = "&".join([f"{k}={v}" for k, v in pairs])
+    query = canonical_query(req.raw_query, auth.presigned) if req.raw_query else ""
     # In SignedHeaders order: clients send that list sorted, and it is what they signed.
     lines = []
     headers = req.headers
@@ -375,6 +386,23 @@ def canonical_request(req: Request, auth: Auth) -> str:
                       auth.payload_hash])
 
 
+@lru_cache(maxsize=QUERY_CACHE_SIZE)  # see _query_kind
+def canonical_query(raw_query: str, presigned: bool) -> str:
+    """The canonical query string of a raw query; a presigned request leaves out its
+    X-Amz-Signature."""
+    pairs = []
+    canonical = _UNRESERVED.fullmatch  # inlined _aws_quote: a dozen calls a request
+    for k, v in query_pairs(raw_query):
+        if presigned and k == _Q_SIG:
+            continue  # X-Amz-Signature as sent (an escaped form of it is canonicalised below)
+        key = k if canonical(k) else _aws_quote_escaped(k)
+        if presigned and key == _Q_SIG:
+            continue
+        pairs.append((key, v if canonical(v) else _aws_quote_escaped(v)))
+    pairs.sort()
+    return "&".join([f"{k}={v}" for k, v in pairs])
+
+
 def string_to_sign(auth: Auth, canonical: str) -> str:
     digest = hashlib.sha256(_utf8(canonical)).hexdigest()
     return f"{ALGORITHM}\n{auth.amz_date}\n{auth.credential.scope}\n{digest}"
@@ -386,6 +414,17 @@ def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
     for part in (date, region, service, "aws4_request"):
         key = hmac.new(key, _utf8(part), hashlib.sha256).digest()
     return key
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def _expected_signature(key: bytes, amz_date: str, scope: str, canonical: str) -> tuple[str, bytes]:
+    """(string to sign, the signature it must carry, as ASCII bytes). A pure function of
+    its arguments, cached: the same canonical request under the same signing key and
+    date is one presigned URL fetched again, whose hashing and HMAC were a tenth of a
+    small GET. The claimed signature is still compared with this every time."""
+    digest = hashlib.sha256(_utf8(canonical)).hexdigest()
+    to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+    return to_sign, _sign(key, to_sign).encode()
 
 
 def _sign(key: bytes, text: str) -> str:
@@ -444,10 +483,10 @@ def verify(req: Request, auth: Auth, secret_key: str, now: datetime, *,
                          "MaxAllowedSkewMilliseconds": str(skew * 1000)})
     _check_amz_headers_signed(req, auth)
     canonical = canonical_request(req, auth)
-    to_sign = string_to_sign(auth, canonical)
     key = signing_key(secret_key, cred.date, cred.region, cred.service)
+    to_sign, expected = _expected_signature(key, auth.amz_date, cred.scope, canonical)
     # Bytes, so a hand-made Auth with a non-ASCII signature cannot make compare_digest raise.
-    if not hmac.compare_digest(_sign(key, to_sign).encode(), _utf8(auth.signature)):
+    if not hmac.compare_digest(expected, _utf8(auth.signature)):
         raise AuthError("SignatureDoesNotMatch", _MISMATCH,
                         {"AWSAccessKeyId": cred.access_key, "StringToSign": to_sign,
                          "SignatureProvided": auth.signature, "CanonicalRequest": canonical})

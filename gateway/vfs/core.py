@@ -10,7 +10,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from chunkstore import ChunkStore
 from metadata import EngineIOError, Inode, LmdbEngine, Txn
@@ -80,6 +80,8 @@ class Core:
         self._open: dict[int, OpenFile] = {}
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
+        # ObjectOps.get_object's recently opened small files (see objects.RecentObject).
+        self._recent_objects: dict[int, Any] = {}
 
     # -- plumbing shared with objects ------------------------------------------------
 

@@ -813,7 +813,7 @@ class Filesystem(MultipartOps):
 
     def identity(self, access_key: str) -> tuple[str, Caller] | None:
         """(secret key, caller) for an access key, or None."""
-        raw = self._read(lambda txn: txn.get("identity", access_key.encode()))
+        raw = self.meta.get_one("identity", access_key.encode())
         if raw is None:
             return None
         # Every S3 request asks: decode each stored record once. Keyed by the record's

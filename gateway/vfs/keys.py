@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import re
+from functools import lru_cache
 
 from .errors import InvalidBucketName, InvalidKey, Invalid, NameTooLong
 
@@ -48,6 +49,13 @@ def split_key(key: str | bytes) -> tuple[list[bytes], bool]:
             raise InvalidKey(f"key segment longer than {MAX_NAME_BYTES} bytes",
                              errno=errno.ENAMETOOLONG)
     return segments, is_dir
+
+
+@lru_cache(maxsize=4096)  # GETs of the same keys recur; pure, and refusals are not cached
+def split_key_cached(key: str | bytes) -> tuple[tuple[bytes, ...], bool]:
+    """split_key with the segments as a tuple (shared between callers: immutable)."""
+    segments, is_dir = split_key(key)
+    return tuple(segments), is_dir
 
 
 def check_name(name: bytes) -> None:

@@ -22,13 +22,14 @@ from typing import Any
 
 from chunkstore import ChunkStore
 from metadata import FLAG_IMPLICIT, FLAG_MARKER, Extent, Inode, ROOT_INO, Txn
+from metadata.schema import decode_inode
 from metadata import namespace as ns
 
 from . import data
 from .errors import (
     AccessDenied, Exists, FsError, InvalidKey, NotEmpty, NotFound, NotPermitted,
 )
-from .keys import check_bucket_name, split_key
+from .keys import check_bucket_name, split_key, split_key_cached
 from .listing import ListPage, list_page
 from .core import Core
 from .perms import R, W, X, Caller, allowed, check, check_modify_dir, check_search, check_sticky
@@ -97,6 +98,26 @@ class ObjectRead:
         if at < end:
             out.append(bytes(end - at))
         return out[0] if len(out) == 1 else b"".join(out)
+
+
+# Small files opened by GET lately, per process: a repeated GET of one skips decoding
+# its record, extents (inline bytes checked against their xxh3 when first read) and
+# xattrs. An entry is used only while the file's inode record is byte for byte the one
+# it was built from: every change to a file's bytes, extents or xattrs rewrites that
+# record in the same transaction (new size, mtime or ctime; see data.CachedPlan), and a
+# replaced or deleted key no longer leads to that inode. Folders are never kept (whether
+# one is a key depends on its children, not on its record).
+RECENT_OBJECTS = 1024
+RECENT_OBJECT_BYTES = 64 << 10   # at most 64 MiB of inline bytes held in all
+RECENT_OBJECT_EXTENTS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class RecentObject:
+    raw: bytes                   # the inode record the rest was decoded from
+    inode: Inode
+    plan: data.ReadPlan
+    xattrs: dict[bytes, bytes]
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -386,10 +407,12 @@ class ObjectOps(Core):
             raise NotFound(f"no inode {ino}")
         check_search(caller, ino, *perm)
 
-    def _readable_object(self, txn: Txn, caller: Caller, bucket: str, key: str | bytes) -> Inode:
-        """The inode of key, checked as `_object` then check(R) would, without decoding
-        the directories on the way (only their permission fields): a GET's walk."""
-        segs, is_dir = split_key(key)
+    def _object_record(self, txn: Txn, caller: Caller, bucket: str,
+                       key: str | bytes) -> tuple[int, bytes, bool]:
+        """(ino, stored inode record, names a folder) of key, walked with the search
+        permission checked on every directory on the way, decoding none of them (only
+        their permission fields): a GET's walk. The object itself is not checked yet."""
+        segs, is_dir = split_key_cached(key)
         found = ns.lookup_as(txn, ROOT_INO, bucket.encode(), True)
         if found is None:
             raise NoSuchBucket(f"no bucket {bucket!r}")
@@ -405,7 +428,15 @@ class ObjectOps(Core):
         found = ns.lookup_as(txn, cur, segs[-1], is_dir)
         if found is None:
             raise NotFound("no such key")  # absent, or there only in the other form
-        inode = self._inode(txn, found[0])
+        raw = ns.get_inode_raw(txn, found[0])
+        if raw is None:
+            raise NotFound(f"no inode {found[0]}")
+        return found[0], raw, is_dir
+
+    def _readable_object(self, txn: Txn, caller: Caller, bucket: str, key: str | bytes) -> Inode:
+        """The inode of key, checked as `_object` then check(R) would."""
+        ino, raw, is_dir = self._object_record(txn, caller, bucket, key)
+        inode = decode_inode(ino, raw)
         if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
             raise NotFound("no such key")  # a folder that is only a prefix, not a key
         check(caller, inode, R)
@@ -426,13 +457,30 @@ class ObjectOps(Core):
 
     async def get_object(self, caller: Caller, bucket: str, key: str | bytes,
                          start: int = 0, end: int | None = None) -> ObjectRead:
-        """Open an object: attributes and a snapshot of all its bytes, from one read txn."""
+        """Open an object: attributes and a snapshot of all its bytes, from one read txn.
+        The inode and xattrs returned may be shared with other opens: read them only."""
         def op(txn: Txn) -> tuple[Inode, data.ReadPlan | None, dict[bytes, bytes]]:
-            inode = self._readable_object(txn, caller, bucket, key)
+            ino, raw, is_dir = self._object_record(txn, caller, bucket, key)
+            recent = self._recent_objects
+            hit = recent.get(ino)
+            if hit is not None and hit.raw == raw:
+                # The same record: the same attributes, extents and xattrs (see
+                # RecentObject). The permission check is made afresh.
+                check(caller, hit.inode, R)
+                return hit.inode, hit.plan, hit.xattrs
+            inode = decode_inode(ino, raw)
+            if is_dir and not (inode.flags & FLAG_MARKER or ns.is_empty_dir(txn, inode.ino)):
+                raise NotFound("no such key")  # a folder that is only a prefix, not a key
+            check(caller, inode, R)
             xattrs = dict(ns.list_xattrs(txn, inode.ino))
             if inode.is_dir:
                 return inode, None, xattrs
-            return inode, data.plan(txn, inode.ino, inode.size, 0, inode.size), xattrs
+            p = data.plan(txn, inode.ino, inode.size, 0, inode.size)
+            if inode.is_reg and inode.size <= RECENT_OBJECT_BYTES and len(p.extents) <= RECENT_OBJECT_EXTENTS:
+                if len(recent) >= RECENT_OBJECTS:
+                    del recent[next(iter(recent))]  # the oldest entry
+                recent[ino] = RecentObject(raw, inode, p, xattrs)
+            return inode, p, xattrs
 
         inode, p, xattrs = self._read(op)
         stop = inode.size if end is None else min(end, inode.size)

@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from gateway.vfs import InvalidBucketName, InvalidKey, check_bucket_name, split_key
+from gateway.vfs.keys import split_key_cached
 
 
 @pytest.mark.parametrize("key, reason", [
@@ -24,6 +25,20 @@ from gateway.vfs import InvalidBucketName, InvalidKey, check_bucket_name, split_
 def test_keys_no_path_can_hold_are_refused(key: str, reason: str) -> None:
     with pytest.raises(InvalidKey, match=reason):
         split_key(key)
+
+
+@pytest.mark.parametrize("key", ["/a", "a/./b", "a\x00b", "a" * 256, "\udcff"])
+def test_the_cached_split_refuses_the_same_keys_every_time(key: str) -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidKey):
+            split_key_cached(key)
+
+
+def test_the_cached_split_is_split_key_with_tuples() -> None:
+    for key in ("a/b/c.txt", "dir/", "héllo wörld", b"x/y", "x/y", "a" * 255):
+        for _ in range(2):
+            segs, is_dir = split_key(key)
+            assert split_key_cached(key) == (tuple(segs), is_dir)
 
 
 def test_overlong_keys_and_segments_carry_enametoolong() -> None:

@@ -62,6 +62,14 @@ async def test_a_changed_identity_is_seen_by_the_next_lookup(vfs: Filesystem) ->
     assert vfs.identity("NOSUCHKEY") is None
 
 
+async def test_a_removed_identity_is_gone_at_the_next_lookup(vfs: Filesystem) -> None:
+    await vfs.put_identity("AKID", "secret", uid=10, gid=10)
+    assert vfs.identity("AKID") is not None
+    assert vfs.identity("AKID") is not None  # decoded once, then known by its record
+    await vfs.meta.write(lambda txn: txn.delete("identity", b"AKID"))
+    assert vfs.identity("AKID") is None
+
+
 def _strict(raw: str) -> str:
     return unquote_to_bytes(raw.encode("utf-8", "surrogateescape")).decode("utf-8")
 
@@ -89,14 +97,80 @@ def test_canonical_quoting_agrees_with_full_aws_encoding(raw: str) -> None:
     assert sigv4._aws_quote(raw) == full
 
 
-def test_a_canonical_request_is_the_same_from_pre_split_query_pairs() -> None:
-    auth = sigv4.Auth(sigv4.Credential("A", "20260101", "us-east-1", "s3"), ("host",), "0" * 64,
-                      "20260101T000000Z", sigv4.UNSIGNED, presigned=True, expires=60)
-    for path in ("/bkt/key", "/bkt/caf%C3%A9/a+b", "/bkt/%2F/x y", "", "/"):
-        for query in ("", "a=1&b=2", "X-Amz-Signature=ff&b=%2f&a=&a=0", "z&y=1&&x=%41"):
-            plain = sigv4.Request("GET", path, query, {"host": "h"})
-            split = sigv4.Request("GET", path, query, {"host": "h"}, sigv4.query_pairs(query))
-            assert sigv4.canonical_request(plain, auth) == sigv4.canonical_request(split, auth)
+QUERIES = ("", "a=1&b=2", "a=2&b=1", "X-Amz-Signature=ff&b=%2f&a=&a=0", "X-Amz-Signature=fe&b=%2f&a=&a=0",
+           "z&y=1&&x=%41", "prefix=caf%C3%A9&list-type=2", "prefix=caf%C3%A8&list-type=2")
+
+
+def test_cached_canonical_queries_are_the_uncached_ones_and_never_mixed_up() -> None:
+    uncached = sigv4.canonical_query.__wrapped__
+    for presigned in (True, False):
+        for _ in range(2):  # the second round answers from the cache
+            got = {q: sigv4.canonical_query(q, presigned) for q in QUERIES}
+            assert got == {q: uncached(q, presigned) for q in QUERIES}
+    # Same query, presigned or not: the signature parameter is left out only when presigned.
+    assert "X-Amz-Signature" in sigv4.canonical_query(QUERIES[3], False)
+    assert "X-Amz-Signature" not in sigv4.canonical_query(QUERIES[3], True)
+    assert sigv4.canonical_query("a=1&b=2", False) != sigv4.canonical_query("a=2&b=1", False)
+
+
+def test_parsed_queries_are_cached_but_each_caller_gets_its_own_dict() -> None:
+    first = parse_query("prefix=caf%C3%A9&list-type=2")
+    first["prefix"] = "changed"
+    first["extra"] = "1"
+    assert parse_query("prefix=caf%C3%A9&list-type=2") == {"prefix": "café", "list-type": "2"}
+    assert parse_query("prefix=caf%C3%A8&list-type=2") == {"prefix": "cafè", "list-type": "2"}
+    for _ in range(2):  # a refusal is not cached as an answer
+        with pytest.raises(S3Error):
+            parse_query("prefix=%FF")
+
+
+def _presigned(signature: str, date: str = "20260101T000000Z") -> sigv4.Request:
+    query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKID%2F20260101%2Fus-east-1%2Fs3"
+             f"%2Faws4_request&X-Amz-Date={date}&X-Amz-Expires=60&X-Amz-SignedHeaders=host"
+             f"&X-Amz-Signature={signature}")
+    return sigv4.Request("GET", "/bkt/key", query, {"host": "h"})
+
+
+def test_cached_presigned_claims_belong_to_their_own_query() -> None:
+    when = datetime(2026, 1, 1, 0, 0, 10, tzinfo=timezone.utc)
+    good = _presigned("0" * 64)
+    key = sigv4.signing_key("secret", "20260101", "us-east-1", "s3")
+    to_sign = sigv4.string_to_sign(sigv4.parse(good), sigv4.canonical_request(good, sigv4.parse(good)))
+    good = _presigned(sigv4._sign(key, to_sign))
+    for _ in range(2):  # verified once, then from the cached query facts: same answer
+        assert sigv4.verify(good, sigv4.parse(good), "secret", when).auth.presigned
+    sig = good.raw_query[-64:]
+    forged = _presigned(("1" if sig[0] == "0" else "0") + sig[1:])
+    assert sigv4.parse(forged).signature != sigv4.parse(good).signature
+    for _ in range(2):
+        with pytest.raises(sigv4.AuthError) as info:
+            sigv4.verify(forged, sigv4.parse(forged), "secret", when)
+        assert info.value.code == "SignatureDoesNotMatch"
+    # The forged URL has the good one's canonical request (the signature is not part of
+    # it): the expected signature comes from the cache and the forged claim still fails.
+    assert sigv4.canonical_request(forged, sigv4.parse(forged)) == sigv4.canonical_request(good, sigv4.parse(good))
+    # Another secret (a changed identity) is another signing key: refused.
+    for _ in range(2):
+        with pytest.raises(sigv4.AuthError) as info:
+            sigv4.verify(good, sigv4.parse(good), "other-secret", when)
+        assert info.value.code == "SignatureDoesNotMatch"
+    assert sigv4.verify(good, sigv4.parse(good), "secret", when).seed_signature == sig
+    # Another date in the same query shape is another claim (and here a stale one).
+    later = _presigned(sig, date="20260101T000001Z")
+    assert sigv4.parse(later).amz_date == "20260101T000001Z"
+    with pytest.raises(sigv4.AuthError):
+        sigv4.verify(later, sigv4.parse(later), "secret", when)
+    # The same query under an Authorization header is refused every time, cached or not.
+    both = sigv4.Request("GET", "/bkt/key", good.raw_query, {"host": "h", "authorization": "x"})
+    for _ in range(2):
+        with pytest.raises(sigv4.AuthError) as info:
+            sigv4.parse(both)
+        assert info.value.code == "InvalidArgument"
+    dup = sigv4.Request("GET", "/bkt/key", good.raw_query + "&X-Amz-Date=20260101T000000Z", {"host": "h"})
+    for _ in range(2):
+        with pytest.raises(sigv4.AuthError) as info:
+            sigv4.parse(dup)
+        assert info.value.code == "AuthorizationQueryParametersError"
 
 
 @pytest.mark.parametrize("ns", [0, 1, 999_999_999, 999_999_500, 1_000_000_000, 1_764_000_123_456_789_000,
