@@ -221,6 +221,9 @@ async def serve(cfg: ServeConfig, *, worker: int = 0, sock: socket.socket | None
 
 def run(cfg: ServeConfig) -> None:
     import uvloop
+
+    from .heap import keep_freed_buffers
+    keep_freed_buffers()  # before any fork: workers inherit it
     try:
         if cfg.workers > 1:
             from .prefork import supervise

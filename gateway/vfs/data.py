@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from chunkstore.buffers import unfilled_buffer
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
@@ -183,7 +184,9 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
                 if fill == chunk_size:
                     view.release()
                     await flush(buf)
-                    buf = bytearray(chunk_size)
+                    # Not zero-filled (160 us per 4 MiB): only the bytes copied in are
+                    # ever handed on (a short last chunk goes as view[:fill]).
+                    buf = unfilled_buffer(chunk_size)
                     view = memoryview(buf)
                     fill = 0
         if fill:

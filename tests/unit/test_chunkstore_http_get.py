@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
-from chunkstore.http_get import GetClient, ProtocolError, Unsupported, WrongLength
+from chunkstore.http_get import (RECV_BUFFER, GetClient, ProtocolError, Unsupported,
+                                 WrongLength)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
 
@@ -235,3 +237,41 @@ async def test_a_cancelled_get_drops_its_connection_and_the_next_get_works(
         await task
     assert (await client.get(srv.url, {}, 2)).body == b"ok"
     assert srv.connections == 2
+
+
+def _rmem_max() -> int:
+    try:
+        with open("/proc/sys/net/core/rmem_max") as f:
+            return int(f.read())
+    except OSError:
+        return RECV_BUFFER
+
+
+async def test_a_connection_receives_into_a_chunk_sized_socket_buffer_from_its_handshake(
+        serve) -> None:
+    body = os.urandom(1 << 20)
+    srv = await serve(answer(body))
+    sizes = {}
+    for name, recv_buffer in (("set", RECV_BUFFER), ("default", 0)):
+        c = GetClient(ssl=None, connect_timeout=5, read_timeout=5, recv_buffer=recv_buffer)
+        try:
+            # By name: the address is looked up, then each tried with the option set.
+            url = srv.url.replace("127.0.0.1", "localhost")
+            assert (await c.get(url, {}, len(body))).body == body
+            [proto] = [p for idle in c._idle.values() for p in idle]
+            assert proto.transport is not None
+            sock = proto.transport.get_extra_info("socket")
+            sizes[name] = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        finally:
+            c.close()
+    # Linux reports twice what was set (its bookkeeping), capped by rmem_max.
+    assert sizes["set"] >= min(RECV_BUFFER, _rmem_max()), sizes
+    assert sizes["set"] > sizes["default"], sizes
+
+
+async def test_an_unreachable_port_is_a_connection_error(client: GetClient) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, never listening: the connect is refused
+        with pytest.raises(ConnectionError):
+            await client.get(f"http://127.0.0.1:{port}/b/k", {}, 10)

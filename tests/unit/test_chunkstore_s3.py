@@ -197,3 +197,29 @@ async def test_chunks_go_through_the_http_proxy_the_environment_names(
         proxy.close()
     chunk = f"{moto.endpoint}/{s.location.bucket}/pre/77/00/0000000000000077"
     assert [x.split("?")[0] for x in seen] == [f"PUT {chunk}", f"GET {chunk}", f"GET {chunk}"]
+
+
+async def test_a_chunk_upload_body_is_sent_from_its_own_buffer_without_a_copy() -> None:
+    from chunkstore.s3 import _chunk_body_of
+
+    class Writer:  # what aiohttp's request writer is given
+        def __init__(self) -> None:
+            self.writes: list[object] = []
+
+        async def write(self, chunk: object) -> None:
+            self.writes.append(chunk)
+
+    body = bytearray(os.urandom(4 * KiB * 1024 + 5))
+    for length in (None, len(body)):
+        w = Writer()
+        payload = _chunk_body_of(body)
+        assert payload.size == len(body)
+        if length is None:
+            await payload.write(w)
+        else:
+            await payload.write_with_length(w, length)
+        # One byte goes with the request head (aiohttp joins those); the rest is a view
+        # of the chunk's buffer itself, not a copy.
+        first, rest = w.writes
+        assert isinstance(rest, memoryview) and rest.obj is body
+        assert bytes(first) + bytes(rest) == body  # type: ignore[arg-type]

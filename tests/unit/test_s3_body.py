@@ -66,3 +66,66 @@ async def test_a_large_body_with_one_false_claim_is_refused(header: str, code: s
     with pytest.raises(S3Error) as e:
         await read(data, headers_for(data, **{header: headers_for(other)[header]}))
     assert e.value.code == code
+
+
+class _Connection:
+    """The side of aiohttp's protocol a StreamReader calls: a connection that stays up
+    (flow control is not what these tests are about)."""
+
+    connected = True
+    _reading_paused = False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self, resume_parser: bool = True) -> None:
+        pass
+
+
+def aiohttp_stream(pieces: list[bytes], *, eof: bool = True) -> object:
+    """aiohttp's own StreamReader (what a request's content is), fed these pieces."""
+    import asyncio
+
+    from aiohttp.streams import StreamReader
+    loop = asyncio.get_running_loop()
+    reader = StreamReader(_Connection(), 1 << 16, loop=loop)  # type: ignore[arg-type]
+    for p in pieces:
+        reader.feed_data(p)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_pieces_received_by_aiohttp_are_passed_on_as_they_are_not_joined() -> None:
+    pieces = [os.urandom(n) for n in (70_000, 300_000, 5, 1 * MiB)]
+    data = b"".join(pieces)
+    body = Body(aiohttp_stream(pieces), headers_for(data), None)
+    got = [piece async for piece in body.pieces()]
+    assert len(got) == len(pieces) and all(g is p for g, p in zip(got, pieces))
+    assert body.verify(len(data), hashlib.md5(data).hexdigest()) == {
+        "checksums": {"CRC32": headers_for(data)["x-amz-checksum-crc32"]}}
+
+
+async def test_pieces_that_arrive_while_the_body_waits_are_read_in_order() -> None:
+    import asyncio
+    pieces = [os.urandom(200_000) for _ in range(5)]
+    data = b"".join(pieces)
+    reader = aiohttp_stream([], eof=False)
+    loop = asyncio.get_running_loop()
+    for i, p in enumerate(pieces):
+        loop.call_later(0.01 * (i + 1), reader.feed_data, p)  # type: ignore[attr-defined]
+    loop.call_later(0.01 * (len(pieces) + 1), reader.feed_eof)  # type: ignore[attr-defined]
+    body = Body(reader, headers_for(data), None, idle_timeout=30)
+    assert b"".join([piece async for piece in body.pieces()]) == data
+    body.verify(len(data), hashlib.md5(data).hexdigest())
+
+
+async def test_a_client_that_stops_sending_mid_body_gets_request_timeout() -> None:
+    data = os.urandom(100_000)
+    body = Body(aiohttp_stream([data[:50_000]], eof=False), headers_for(data), None,
+                idle_timeout=0.2)
+    got = []
+    with pytest.raises(S3Error) as e:
+        async for piece in body.pieces():
+            got.append(piece)
+    assert e.value.code == "RequestTimeout" and b"".join(got) == data[:50_000]
