@@ -14,6 +14,8 @@ Figures (each: samebytes and its references interleaved, A B C A B C ..., median
 
 1. get_4k / put_4k: ops/s of 4 KiB objects at concurrency 16, one wrk thread with a Lua
    script cycling over presigned URLs (aiohttp client if wrk is missing).
+   get_4k_cold beside it: the same GET where no URL or object recurs within the door's
+   caches (2048 objects, 8192 URLs), against nginx; no target.
 2. get_64m / put_64m: MB/s of 64 MiB objects, one stream, blocking http.client: GET read
    with ``readinto`` a 1 MiB buffer, PUT body sent in 1 MiB pieces (never assembled).
 3. list: keys/s paging ListObjectsV2 (1000 keys a page) over 10k keys; each page a
@@ -37,6 +39,7 @@ import http.client
 import importlib.util
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -68,6 +71,11 @@ CONCURRENCY = 16
 BUCKET = "bench"
 LIST_BUCKET = "listing"
 GET_OBJECTS = 64              # distinct 4 KiB objects the GET figure cycles over
+# get_4k_cold: more objects and URLs than the door keeps parsed queries (2048), verified
+# signatures (2048) and recently opened objects (1024) for, cycled in one fixed order, so
+# every request is a miss in each: what a GET costs when nothing about it recurs.
+COLD_OBJECTS = 2048
+COLD_URLS = 8192
 URL_TTL = 12 * 3600           # presigned URLs outlive the run
 PIECE = MiB                   # big bodies are sent and received in 1 MiB pieces
 NCPU = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -343,11 +351,12 @@ class Target:
     server: Server
     s3: Any
 
-    def presign(self, method: str, key: str, bucket: str = BUCKET, **params: Any) -> str:
+    def presign(self, method: str, key: str, bucket: str = BUCKET, ttl: int = URL_TTL,
+                **params: Any) -> str:
         """Path + query of a presigned URL (for wrk and http.client)."""
         op = {"GET": "get_object", "PUT": "put_object"}[method]
         url = self.s3.generate_presigned_url(op, Params={"Bucket": bucket, "Key": key, **params},
-                                             ExpiresIn=URL_TTL)
+                                             ExpiresIn=ttl)
         return _path_of(url, self.server.endpoint)
 
 
@@ -878,7 +887,50 @@ async def bench_small(run: Run) -> dict[str, Any]:
                                         for k, v in p50.items() if k.startswith(kind)}
     put["urls_per_round"] = "1.5 x the best rate so far x the phase; a wrapped list overwrites"
     put["overwritten_requests"] = dict(overwrites)
-    return {"get_4k": get, "put_4k": put}
+    return {"get_4k": get, "put_4k": put, **await bench_small_cold(run)}
+
+
+async def bench_small_cold(run: Run) -> dict[str, Any]:
+    """get_4k_cold: 4 KiB GETs where no URL or object recurs within the door's caches
+    (COLD_*), beside nginx serving the same files; no target, the honest companion of
+    get_4k, whose 64 URLs recur."""
+    sz, sb, ngx = run.sz, run.sb, run.nginx
+    keys = [f"c/{i:05d}" for i in range(COLD_OBJECTS)]
+    www = ngx.dirs["www"] / BUCKET / "c" if ngx is not None else None
+    if www is not None:
+        www.mkdir(parents=True)
+    for k in keys:
+        body = os.urandom(sz.small)
+        sb.s3.put_object(Bucket=BUCKET, Key=k, Body=body)
+        if www is not None:
+            (www.parent / k).write_bytes(body)
+    # Distinct expiries make distinct query strings (and signatures) for one object.
+    rng = random.Random(7)
+    paths = [sb.presign("GET", keys[i % COLD_OBJECTS], ttl=URL_TTL + i // COLD_OBJECTS)
+             for i in range(COLD_URLS)]
+    rng.shuffle(paths)
+    conc = {"samebytes": sb.server}
+    if ngx is not None:
+        conc["nginx"] = ngx
+
+    def step(name: str) -> Callable[[int], Awaitable[float]]:
+        async def go(r: int) -> float:
+            with run.meter.probe("get_4k_cold", name, conc[name]) as p:
+                res = await run.load.run(conc[name].endpoint, "GET", paths, 0, sz.phase_s)
+                p.work, p.seconds = res["requests"], res["duration_us"] / 1e6
+            return p.value
+        return go
+
+    for srv in conc.values():  # warm-up: connections only (a short pass over the list)
+        await run.load.run(srv.endpoint, "GET", paths[:256], 0, 1)
+    res = await run.phase(["get_4k_cold"], [(n, step(n)) for n in conc], "get_4k_cold")
+    fig = run.figure(
+        "get_4k_cold", "ops/s", "op", f"GET of {sz.small} B objects ({COLD_OBJECTS} distinct, "
+        f"{COLD_URLS} distinct presigned URLs in a fixed shuffled cycle: no parsed query, "
+        f"signature or opened object recurs within the door's caches), concurrency {CONCURRENCY}",
+        res, ("nginx", "nginx serving the same files as static files, same request lines"),
+        [], run.load.describe())
+    return {"get_4k_cold": fig}
 
 
 async def bench_big(run: Run) -> dict[str, Any]:

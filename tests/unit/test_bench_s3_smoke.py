@@ -78,6 +78,12 @@ def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
         cpu = fig["cpu"]["samebytes"]
         assert _positive(cpu["server_cpu_cores"]), (name, cpu)
         assert cpu["bottleneck"], name
+    # The cold companion of get_4k: samebytes beside nginx only, URLs that never recur.
+    cold = figures["get_4k_cold"]
+    assert _positive(cold["samebytes"]) and cold["rounds"] >= 3
+    assert "8192 distinct presigned URLs" in cold["samebytes_is"]
+    if "nginx" not in skipped:
+        assert _positive(cold["limit"]) and cold["limit_is"].startswith("nginx")
     assert doc["machine"]["nproc"] >= 1
     # Every server was stopped and the data directory removed.
     assert list(tmp_path.iterdir()) == []
