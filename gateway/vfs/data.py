@@ -429,7 +429,9 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
                 fut.set_result(bytes(n) if e is None else e.data)  # type: ignore[arg-type]
                 pending.append(fut)
             else:
-                pending.append(asyncio.ensure_future(_fetch_buffer(chunks, p, e, buffers.take())))
+                # Only a store that reads into them gets buffers (the others bring their own).
+                into = buffers.take() if now else None
+                pending.append(asyncio.ensure_future(_fetch_buffer(chunks, p, e, into)))
             idx += 1
 
     try:
