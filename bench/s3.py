@@ -259,8 +259,25 @@ def _nginx_binary() -> str | None:
     return None
 
 
+# The nginx peer is configured as an operator would for large uploads: a request body is
+# read in 1 MiB pieces (client_body_buffer_size) and each piece written to a temp file on
+# the same filesystem as the WebDAV root (client_body_temp_path), so finishing a PUT is a
+# rename, never a copy; no size limit. Measured with strace -f on the workers during a
+# 64 MiB PUT: 86 recvfrom into the 1 MiB buffer, 64 pwrite of 1 MiB, one rename, nothing
+# else (no copy, no fsync, no syscall per small piece); an 8 MiB body buffer measured no
+# faster. aio threads / aio_write do not apply (nginx writes
+# client-body temp files synchronously; aio_write covers proxied responses only), directio
+# and sendfile only read. One connection is served by one worker, so worker_processes does
+# not change the PUT figure: --workers 2 measured 2.1-3.7 GB/s here. The 431-546 MB/s of
+# one earlier run came with the worker's kernel time at 2,186 us/MB against ~300 in
+# normal runs, and moto's and Swift's per-MB cost rose in the same run: writing into new
+# page-cache pages was expensive on the machine then, not an nginx setting (not reproduced
+# since; likely causes: this VM's balloon reports freed guest memory to the host, which
+# must fault it back in, and other sessions' load). The figure's
+# cpu.nginx.server_cpu_us_per_MB shows which case a run measured.
 NGINX_CONF = """\
 # Written by bench/s3.py: as many serving processes as samebytes, loopback only, no daemon.
+# Uploads: 1 MiB body buffer, temp files beside the WebDAV root (a PUT ends in a rename).
 daemon off;
 master_process {master};
 worker_processes {workers};

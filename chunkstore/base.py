@@ -187,6 +187,13 @@ def covering_range(info: ChunkInfo, offset: int, length: int | None) -> tuple[in
     return offset // block, offset, offset + length
 
 
+def span(info: ChunkInfo, offset: int, length: int) -> int:
+    """Bytes a read of [offset, offset+length) reads and verifies: its covering blocks."""
+    block = info.block_size
+    first = offset // block
+    return min(block_count(offset + length, block) * block, info.size) - first * block
+
+
 class ChunkStore(abc.ABC):
     """Immutable chunks by id. Knows nothing of files, inodes or references."""
 
@@ -234,6 +241,29 @@ class ChunkStore(abc.ABC):
         """``get``, but the bytes may come as a read-only view of a larger verified buffer
         (no copy): for a reader that only passes them on (a response body). Default: get."""
         return await self.get(info, offset, length)
+
+    # Whether get_now can ever succeed (a stream then reads just in time, see get_now).
+    reads_now: bool = False
+
+    def get_now(self, info: ChunkInfo, offset: int, length: int,
+                into: bytearray | None) -> bytes | memoryview | None:
+        """The verified range right now, without blocking and without a thread hop (bytes
+        the page cache holds), as get_into would return it; None when that would wait
+        (or on any doubt: get/get_into then read and report). A streamed GET reads each
+        piece like this just before sending it, so the bytes are still in the CPU's cache
+        when the socket copies them: reading pieces ahead cost a fifth more CPU per MB
+        (each piece was cold again by its turn). Default: None."""
+        return None
+
+    async def get_into(self, info: ChunkInfo, offset: int, length: int,
+                       buf: bytearray) -> bytes | memoryview:
+        """``get_buffer``, reading into the caller's buf where the store can: the result
+        is then a read-only view of buf, valid until the caller reuses buf. buf should
+        hold ``span(info, offset, length)`` bytes (the covering blocks); a store that
+        cannot use it (or a buf too small) returns a buffer of its own. Lets a streaming
+        reader recycle a few buffers instead of faulting in a fresh one per piece.
+        Default: get_buffer."""
+        return await self.get_buffer(info, offset, length)
 
     @abc.abstractmethod
     async def delete(self, chunk_id: int) -> None:

@@ -274,18 +274,44 @@ class LocalChunkStore(ChunkStore):
         finally:
             self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
 
-    async def _get(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
+    async def get_into(self, info: ChunkInfo, offset: int, length: int,
+                       buf: bytearray) -> bytes | memoryview:
+        first_block, start, end = covering_range(info, offset, length)
+        if start == end:
+            return b""
+        if len(buf) < _covered(info, first_block, end):
+            return await self._get(info, first_block, start, end)
+        return await self._get(info, first_block, start, end, buf)
+
+    reads_now = True
+
+    def get_now(self, info: ChunkInfo, offset: int, length: int,
+                into: bytearray | None) -> bytes | memoryview | None:
+        if self._closed:
+            return None
+        first_block, start, end = covering_range(info, offset, length)
+        if start == end:
+            return b""
+        if into is not None and len(into) < _covered(info, first_block, end):
+            into = None
+        try:
+            return self._get_cached(info, first_block, start, end, into)
+        except ChunkCorrupt:
+            return None  # get() reads it again and reports it
+
+    async def _get(self, info: ChunkInfo, first_block: int, start: int, end: int,
+                   into: bytearray | None = None) -> bytes:
         if self._closed:
             raise RuntimeError("LocalChunkStore is closed")
         # Page-cached bytes of an already open chunk are read and verified right here:
         # a thread-pool hop costs more than the copy and the xxh3 (FACTS: ~18 GiB/s).
-        fast = self._get_cached(info, first_block, start, end)
+        fast = self._get_cached(info, first_block, start, end, into)
         if fast is not None:
             return fast
         self._reading += 1
         t0 = time.monotonic()
         try:
-            return await self._readers.run(self._get_sync, info, first_block, start, end)
+            return await self._readers.run(self._get_sync, info, first_block, start, end, into)
         finally:
             self._reading -= 1
             if _covered(info, first_block, end) <= SMALL_READ:
@@ -294,9 +320,11 @@ class LocalChunkStore(ChunkStore):
     def _note_small_read(self, t0: float) -> None:
         self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
 
-    def _get_cached(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes | None:
+    def _get_cached(self, info: ChunkInfo, first_block: int, start: int, end: int,
+                    into: bytearray | None = None) -> bytes | None:
         """The range from the page cache without blocking, or None (not open here, not
-        all cached, or any error: the worker path then reads it again and reports)."""
+        all cached, or any error: the worker path then reads it again and reports).
+        into: read there (big enough for the covering blocks) instead of a new buffer."""
         cid = info.chunk_id
         e = self._fds.acquire(cid)
         if e is None:
@@ -305,7 +333,8 @@ class LocalChunkStore(ChunkStore):
             block = info.block_size
             pos = first_block * block
             want = min(block_count(end, block) * block, info.size) - pos
-            buf = unfilled_buffer(want)  # dropped unless the read fills it
+            # A new buffer is dropped unless the read fills it; into is the caller's.
+            buf = unfilled_buffer(want) if into is None else memoryview(into)[:want]
             try:
                 # RWF_NOWAIT: EAGAIN (or a short read) instead of waiting for the disk.
                 n = os.preadv(e.fd, [buf], pos, os.RWF_NOWAIT)
@@ -336,26 +365,38 @@ class LocalChunkStore(ChunkStore):
                                f"file is {actual} bytes, expected {size}")
         return fd
 
-    def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
+    def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int,
+                  into: bytearray | None = None) -> bytes:
         cid = info.chunk_id
         e = self._fds.open(cid, info.size)
         fd = e.fd
+        buf: bytes | memoryview
         try:
             try:
                 block = info.block_size
                 pos = first_block * block
                 want = min(block_count(end, block) * block, info.size) - pos
-                buf = os.pread(fd, want, pos)
+                if into is None:
+                    buf = os.pread(fd, want, pos)
+                    got = len(buf)
+                else:
+                    buf = memoryview(into)[:want]
+                    got = os.preadv(fd, [buf], pos)
                 # Regular files return short reads only at EOF, but a file truncated
                 # since it was opened must not pass as good data.
-                while len(buf) < want:
-                    more = os.pread(fd, want - len(buf), pos + len(buf))
-                    if not more:
+                while got < want:
+                    if into is None:
+                        more = os.pread(fd, want - got, pos + got)
+                        n = len(more)
+                        buf += more  # type: ignore[operator]
+                    else:
+                        n = os.preadv(fd, [buf[got:]], pos + got)  # type: ignore[index]
+                    if not n:
                         self._fds.forget(cid)
-                        raise ChunkCorrupt(cid, (pos + len(buf)) // block,
-                                           f"file ends at byte {pos + len(buf)}, "
+                        raise ChunkCorrupt(cid, (pos + got) // block,
+                                           f"file ends at byte {pos + got}, "
                                            f"expected {info.size}")
-                    buf += more
+                    got += n
             except OSError as exc:
                 raise _os_error(cid, "reading", exc) from exc
         finally:
@@ -477,10 +518,13 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-def _verified(cid: int, buf: bytes | bytearray, first_block: int, sums: bytes, block: int,
-              a: int, b: int) -> bytes:
-    """buf[a:b] once every block of buf matches its checksum."""
+def _verified(cid: int, buf: bytes | bytearray | memoryview, first_block: int, sums: bytes,
+              block: int, a: int, b: int) -> bytes:
+    """buf[a:b] once every block of buf matches its checksum. A view of a caller's buffer
+    (get_into) comes back as a read-only view of it, never copied."""
     verify_blocks(cid, memoryview(buf), first_block, sums, block)
+    if isinstance(buf, memoryview):
+        return buf[a:b].toreadonly()  # type: ignore[return-value]
     if a == 0 and b == len(buf):
         return buf  # type: ignore[return-value]  # a bytearray is as good to every caller
     return bytes(memoryview(buf)[a:b])

@@ -181,6 +181,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     try:
         async for piece in opened.stream(start, end):
             await resp.write(piece)
+            del piece  # let the stream recycle its buffer once the socket has sent it
     except FsError as e:
         # Headers are gone already: cut the connection so the client sees a short body.
         raise ConnectionResetError(f"read failed mid-body: {e}") from e

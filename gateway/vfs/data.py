@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import sys
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
 )
+from chunkstore.base import BLOCK_SIZES
+from chunkstore.buffers import unfilled_buffer
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 from metadata.schema import U64, decode_extent, extent_key, read_u64
@@ -45,6 +49,8 @@ FIRST_BUFFER = 64 << 10
 # (ChunkStore.prefetch; a no-op for the local disk): a few chunks in flight keep a
 # reader at the backend's bandwidth instead of one round-trip per chunk.
 PREFETCH_BYTES = 16 << 20
+# A stream reading at once names the chunks ahead of it every this many pieces.
+PREFETCH_STEP = 4
 
 
 class ChunkIds:
@@ -315,12 +321,64 @@ async def _fetch(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes:
         raise chunk_errors(exc) from exc
 
 
-async def _fetch_buffer(chunks: ChunkStore, p: ReadPlan, e: Extent) -> bytes | memoryview:
-    """_fetch for a stream: the store's own verified buffer, maybe a view (no copy)."""
+async def _fetch_buffer(chunks: ChunkStore, p: ReadPlan, e: Extent,
+                        into: bytearray | None = None) -> bytes | memoryview:
+    """_fetch for a stream: the store's own verified buffer, maybe a view (no copy), or
+    a view of into when given."""
     try:
-        return await chunks.get_buffer(p.infos[e.chunk_id], e.chunk_off, e.length)
+        info = p.infos[e.chunk_id]
+        if into is not None:
+            return await chunks.get_into(info, e.chunk_off, e.length, into)
+        return await chunks.get_buffer(info, e.chunk_off, e.length)
     except ChunkError as exc:
         raise chunk_errors(exc) from exc
+
+
+# Piece buffers one stream keeps for reuse: its read-ahead plus the pieces the consumer
+# (a socket's write buffer) may still hold. Beyond that a piece gets a buffer of its own.
+RING_BUFFERS = READ_AHEAD + 2
+# A piece's covering blocks may start and end up to one block outside it.
+RING_BUFFER_SIZE = STREAM_PIECE + 2 * max(BLOCK_SIZES)
+
+
+class PieceBuffers:
+    """Buffers a stream reads its pieces into, each reused only once nothing but this
+    ring refers to it: the consumer, a socket transport's pending write, or a read in
+    flight all hold a reference (a view of a buffer holds the buffer), so a buffer is
+    never overwritten while any of them can still see it. A stream reading just in time
+    so cycles through one or two buffers that stay warm in the CPU's cache, instead of an
+    allocation per MiB served.
+
+    Relies on CPython's reference counts (sys.getrefcount); elsewhere every piece gets a
+    new buffer."""
+
+    __slots__ = ("_ring",)
+
+    def __init__(self) -> None:
+        self._ring: list[bytearray] = []
+
+    def take(self) -> bytearray | None:
+        """A buffer nobody else refers to, a new one while the ring has room, else None
+        (the store then allocates one just for this piece)."""
+        ring = self._ring
+        for i in range(len(ring)):
+            if _getrefcount(ring[i]) == _IDLE_REFS:
+                return ring[i]
+        if len(ring) < RING_BUFFERS and _getrefcount is not _no_refcount:
+            buf = unfilled_buffer(RING_BUFFER_SIZE)
+            ring.append(buf)
+            return buf
+        return None
+
+
+def _no_refcount(obj: object) -> int:
+    return -1
+
+
+_getrefcount = getattr(sys, "getrefcount", _no_refcount)
+# References to an idle ring buffer as getrefcount sees it: the ring's list and the
+# call's argument.
+_IDLE_REFS = 2
 
 
 def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | None]]:
@@ -348,12 +406,21 @@ def _pieces(p: ReadPlan, start: int, end: int) -> list[tuple[int, int, Extent | 
 
 async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
                  end: int) -> AsyncIterator[bytes | memoryview]:
-    """The bytes [start, end) in order, fetching up to READ_AHEAD pieces ahead. Pieces may
-    be read-only views of the chunk store's buffers: pass them on or copy them, never keep
-    a mutable hold."""
+    """The bytes [start, end) in order. Pieces may be read-only views of the chunk
+    store's buffers or of this stream's own (PieceBuffers): pass them on or copy them,
+    never keep a mutable hold.
+
+    A piece the store can read at once (``ChunkStore.get_now``: page-cached local
+    chunks) is read and verified just before it is yielded, into a recycled buffer, so
+    the consumer's socket copies bytes that are still in the CPU's cache; the first
+    piece that would wait starts READ_AHEAD fetches at once, and once they are taken
+    the stream tries reading at once again. A store that never reads at once keeps
+    READ_AHEAD fetches in flight all along."""
     pieces = _pieces(p, start, end)
-    pending: list[asyncio.Future[bytes | memoryview]] = []
+    pending: deque[asyncio.Future[bytes | memoryview]] = deque()
     idx = 0
+    buffers = PieceBuffers()
+    now = chunks.reads_now
 
     def fill() -> None:
         nonlocal idx
@@ -366,15 +433,39 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
                 fut.set_result(bytes(n) if e is None else e.data)  # type: ignore[arg-type]
                 pending.append(fut)
             else:
-                pending.append(asyncio.ensure_future(_fetch_buffer(chunks, p, e)))
+                # Only a store that reads into them gets buffers (the others bring their own).
+                into = buffers.take() if now else None
+                pending.append(asyncio.ensure_future(_fetch_buffer(chunks, p, e, into)))
             idx += 1
 
     try:
-        fill()
-        while pending:
-            data = await pending.pop(0)
-            fill()
+        while True:
+            data: bytes | memoryview | None
+            if pending:
+                data = await pending.popleft()
+                if not now:
+                    fill()
+            elif idx < len(pieces):
+                _, n, e = pieces[idx]
+                if e is None:
+                    data = bytes(n)
+                elif e.data is not None:
+                    data = e.data
+                elif not now:
+                    fill()
+                    continue
+                else:
+                    if idx % PREFETCH_STEP == 0:
+                        hint_ahead(chunks, p, [x for _, _, x in pieces[idx:idx + PREFETCH_BYTES // STREAM_PIECE]])
+                    data = chunks.get_now(p.infos[e.chunk_id], e.chunk_off, e.length, buffers.take())
+                    if data is None:
+                        fill()
+                        continue
+                idx += 1
+            else:
+                return
             yield data
+            del data  # the consumer is done with it: its buffer may be reused
     finally:
         for t in pending:
             t.cancel()
