@@ -8,7 +8,7 @@ into '/' and %00 into NUL); the raw bytes must be valid UTF-8.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -76,7 +76,7 @@ def _parse_query(raw_query: str) -> dict[str, str]:
     return decode_query(sigv4.query_pairs(raw_query))
 
 
-def decode_query(pairs: list[tuple[str, str]]) -> dict[str, str]:
+def decode_query(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     """parse_query over pairs already split (sigv4.query_pairs)."""
     out: dict[str, str] = {}
     for k, v in pairs:

@@ -143,15 +143,10 @@ def _wire_text(value: str) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def query_pairs(raw_query: str) -> list[tuple[str, str]]:
+@lru_cache(maxsize=256)  # a new query is split once, not by each of its cached readers
+def query_pairs(raw_query: str) -> tuple[tuple[str, str], ...]:
     """(key, value) pairs of the raw query, still encoded; empty parts are skipped."""
-    pairs = []
-    if raw_query:
-        for part in raw_query.split("&"):
-            if part:
-                k, _, v = part.partition("=")
-                pairs.append((k, v))
-    return pairs
+    return tuple([(k, v) for k, _, v in (part.partition("=") for part in raw_query.split("&") if part)])
 
 
 _query_pairs = query_pairs
