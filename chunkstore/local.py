@@ -51,7 +51,7 @@ ADVISED_IDS = 64
 # them fast: READ_EWMA_WEIGHT smooths the time small reads take (on the loop or in a
 # worker, queueing included), and above SLOW_READ reads go through the worker threads
 # until fast reads bring the average down again. A healthy SSD or virtual disk answers a
-# 16 KiB random read in ~0.1 ms (with rare spikes of a few ms on a shared machine),
+# 4 KiB random read in ~0.1 ms (with rare spikes of a few ms on a shared machine),
 # about what the thread round trip it saves costs; an average of 1 ms is a disk that is
 # queueing, seeking or failing, and would stall every other request on the loop.
 # A large cold read gains little from skipping the hop (the disk dominates) and would

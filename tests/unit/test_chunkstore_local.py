@@ -848,11 +848,11 @@ async def test_get_alone_verifies_like_get_corrupt_truncated_and_missing_chunks_
 @pytest.mark.asyncio
 async def test_get_alone_sends_large_reads_to_the_workers(
         store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = os.urandom(8 * B)
+    data = os.urandom(local_mod.SMALL_READ + B)
     info = await store.put(7, data)
     store._fds.forget(7)  # not open: the page-cache path cannot serve it on the loop
     seen = _record_threads(store, monkeypatch)
-    assert await store.get_alone(info, 0, 8 * B) == data
+    assert await store.get_alone(info, 0, len(data)) == data
     assert seen and seen[0] != threading.current_thread().name
 
 
