@@ -227,14 +227,24 @@ class ChunkStore(abc.ABC):
         verifying only the covering blocks. Out-of-range -> ValueError. A zero-length read
         returns b"" without touching the backend."""
 
+    def get_now(self, info: ChunkInfo, offset: int = 0,
+                length: int | None = None) -> bytes | None:
+        """``get`` done right now on the calling thread, verified the same way, or None
+        when this store cannot do that without making others wait long (then call
+        ``get``). For a caller that is the only request waiting on the event loop (a
+        single-threaded reader of a mount): a store whose reads are local and recently
+        fast may then read right on the loop, blocking it for one disk read as a plain
+        file system server does, instead of a round trip through a worker thread, and
+        the caller needs no coroutine of its own. Errors are get's. Default: None."""
+        return None
+
     async def get_alone(self, info: ChunkInfo, offset: int = 0,
                         length: int | None = None) -> bytes:
-        """``get`` for a caller that is the only request waiting on the event loop (a
-        single-threaded reader of a mount). A store whose reads are local and recently
-        fast may then read right on the loop, blocking it for one disk read as a plain
-        file system server does, instead of a round trip through a worker thread. It
-        must fall back to ``get`` whenever that could make anyone else wait long.
-        Default: get."""
+        """``get`` for a caller that is the only request waiting on the event loop:
+        ``get_now`` when the store can, else ``get``."""
+        got = self.get_now(info, offset, length)
+        if got is not None:
+            return got
         return await self.get(info, offset, length)
 
     async def get_buffer(self, info: ChunkInfo, offset: int = 0,

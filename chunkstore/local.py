@@ -47,7 +47,7 @@ TEMP_PREFIX = ".tmp-"
 # Chunks recently handed to the kernel's read-ahead (prefetch): a sequential reader
 # names the same chunks ahead of it on every read; advise each once.
 ADVISED_IDS = 64
-# get_alone reads on the event loop only small ranges, and only while the disk answers
+# get_now reads on the event loop only small ranges, and only while the disk answers
 # them fast: READ_EWMA_WEIGHT smooths the time small reads take (on the loop or in a
 # worker, queueing included), and above SLOW_READ reads go through the worker threads
 # until fast reads bring the average down again. A healthy SSD or virtual disk answers a
@@ -255,8 +255,8 @@ class LocalChunkStore(ChunkStore):
             return b""
         return await self._get(info, first_block, start, end)
 
-    async def get_alone(self, info: ChunkInfo, offset: int = 0,
-                        length: int | None = None) -> bytes:
+    def get_now(self, info: ChunkInfo, offset: int = 0,
+                length: int | None = None) -> bytes | None:
         # The caller is the only request waiting on the loop. Unless reads of others are
         # waiting for the disk in the workers (they would wait longer), the range is
         # large or the disk is slow lately, read right here: one pread, cached or not,
@@ -267,12 +267,13 @@ class LocalChunkStore(ChunkStore):
             return b""
         if (self._reading or self._small_read_time > SLOW_READ or self._closed
                 or _covered(info, first_block, end) > SMALL_READ):
-            return await self._get(info, first_block, start, end)
+            return None
         t0 = time.monotonic()
         try:
             return self._get_sync(info, first_block, start, end)
         finally:
             self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
+
 
     async def _get(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
         if self._closed:

@@ -43,31 +43,59 @@ READDIR_BATCH = 256
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 # Requests being handled now (fuse_errors counts them; pyfuse3 allows one mount per
-# process): a read that is the only one lets the chunk store read on the loop itself
+# process): a read that is the only one is done right away (alone_first,
+# Filesystem.read_now), or lets the chunk store read on the loop itself
 # (Filesystem.read's alone), as a plain file system server would.
 _in_flight = 0
 
 
+def fuse_error(e: Exception, op: str) -> pyfuse3.FUSEError:
+    """The FUSEError for an exception: errno of FsError/OSError, else a logged EIO."""
+    if isinstance(e, pyfuse3.FUSEError):
+        return e
+    if isinstance(e, FsError):
+        return pyfuse3.FUSEError(e.errno)
+    if isinstance(e, OSError):
+        return pyfuse3.FUSEError(e.errno or errno.EIO)
+    log.error("FUSE %s failed", op, exc_info=e)
+    return pyfuse3.FUSEError(errno.EIO)
+
+
 def fuse_errors(fn: F) -> F:
-    """Every exception becomes a FUSEError: errno of FsError/OSError, else a logged EIO."""
+    """Every exception becomes a FUSEError (``fuse_error``); counts requests in flight."""
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _in_flight
         _in_flight += 1
         try:
             return await fn(*args, **kwargs)
-        except pyfuse3.FUSEError:
-            raise
-        except FsError as e:
-            raise pyfuse3.FUSEError(e.errno) from None
-        except OSError as e:
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        except Exception:
-            log.exception("FUSE %s failed", fn.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception as e:
+            raise fuse_error(e, fn.__name__) from None
         finally:
             _in_flight -= 1
     return wrapper  # type: ignore[return-value]
+
+
+def alone_first(now: Callable[..., Any]) -> Callable[[F], F]:
+    """``fuse_errors``, and a request that is the only one in flight is first offered to
+    ``now(self, *args)``: a plain function that answers at once or returns None (then
+    the coroutine runs). Its errors are mapped the same way. For a lone reader, the
+    coroutine layers of the general path were a visible part of each small read."""
+    def deco(fn: F) -> F:
+        general = fuse_errors(fn)
+
+        @functools.wraps(fn)
+        async def wrapper(self: Any, *args: Any) -> Any:
+            if not _in_flight:
+                try:
+                    got = now(self, *args)
+                except Exception as e:
+                    raise fuse_error(e, fn.__name__) from None
+                if got is not None:
+                    return got
+            return await general(self, *args)
+        return wrapper  # type: ignore[return-value]
+    return deco
 
 
 def caller_of(ctx: pyfuse3.RequestContext) -> Caller:
@@ -301,7 +329,10 @@ class Operations(pyfuse3.Operations):
         node = await self.fs.getattr(node.ino)
         return self._file_info(h.fh, node), self._entry(node, parent_inode, name)
 
-    @fuse_errors
+    def _read_now(self, fh: int, off: int, size: int) -> bytes | bytearray | None:
+        return self.fs.read_now(fh, off, size)
+
+    @alone_first(_read_now)
     async def read(self, fh: int, off: int, size: int) -> bytes:
         # pyfuse3 replies from any buffer: the vfs's verified bytearray goes out uncopied.
         return await self.fs.read(fh, off, size, alone=_in_flight == 1)  # type: ignore[return-value]
