@@ -262,15 +262,19 @@ class LocalChunkStore(ChunkStore):
         # large or the disk is slow lately, read right here: one pread, cached or not,
         # with no thread wake-ups and no second trip through the loop. For a lone 4 KiB
         # random reader of a mount that hop cost more CPU than the rest of the read.
+        if self._reading or self._small_read_time > SLOW_READ or self._closed:
+            return None
         first_block, start, end = covering_range(info, offset, length)
         if start == end:
             return b""
-        if (self._reading or self._small_read_time > SLOW_READ or self._closed
-                or _covered(info, first_block, end) > SMALL_READ):
+        block = info.block_size
+        pos = first_block * block
+        want = min(-(-end // block) * block, info.size) - pos
+        if want > SMALL_READ:
             return None
         t0 = time.monotonic()
         try:
-            return self._get_sync(info, first_block, start, end)
+            return self._read_blocks(info, block, first_block, pos, want, start, end)
         finally:
             self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
 
@@ -338,14 +342,20 @@ class LocalChunkStore(ChunkStore):
         return fd
 
     def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int) -> bytes:
+        block = info.block_size
+        pos = first_block * block
+        want = min(block_count(end, block) * block, info.size) - pos
+        return self._read_blocks(info, block, first_block, pos, want, start, end)
+
+    def _read_blocks(self, info: ChunkInfo, block: int, first_block: int, pos: int, want: int,
+                     start: int, end: int) -> bytes:
+        """Bytes [start, end) of the chunk, from one read of its blocks [pos, pos + want)
+        (first_block on, of `block` bytes) verified whole. May block on the disk."""
         cid = info.chunk_id
         e = self._fds.open(cid, info.size)
         fd = e.fd
         try:
             try:
-                block = info.block_size
-                pos = first_block * block
-                want = min(block_count(end, block) * block, info.size) - pos
                 buf = os.pread(fd, want, pos)
                 # Regular files return short reads only at EOF, but a file truncated
                 # since it was opened must not pass as good data.

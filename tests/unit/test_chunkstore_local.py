@@ -801,13 +801,13 @@ async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_b
 def _record_threads(store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The thread each chunk file read of the store runs in, in order."""
     seen: list[str] = []
-    real = store._get_sync
+    real = store._read_blocks  # where the loop's and the workers' reads both go
 
     def spy(*args: Any) -> bytes:
         seen.append(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(store, "_get_sync", spy)
+    monkeypatch.setattr(store, "_read_blocks", spy)
     return seen
 
 
