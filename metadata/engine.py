@@ -229,7 +229,13 @@ class LmdbEngine:
     def get_one(self, db: str, key: bytes) -> bytes | None:
         """One value from a snapshot of its own: ``read()`` for a single get, at a third
         of its cost (a mount read checks its cached plan against the inode this way)."""
-        txn = self._begin_read()
+        with self._env_lock:  # _begin_read, inlined: a mount's every small read comes here
+            try:
+                txn = self.env.begin(write=False)
+            except lmdb.MapResizedError:
+                txn = None
+        if txn is None:
+            txn = self._begin_read()
         try:
             return txn.get(key, db=self._dbs[db])  # type: ignore[return-value]
         finally:

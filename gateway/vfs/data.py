@@ -235,6 +235,18 @@ class ReadPlan:
             i += 1
         return out
 
+    def within(self, start: int, end: int) -> Extent | None:
+        """The one extent holding all of [start, end) (start < end), or None (a hole, or
+        more than one extent): ``covering`` for a small read, without building a list."""
+        starts = self.starts
+        if starts is None:
+            starts = self.starts = [e.offset for e in self.extents]
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0:
+            return None
+        e = self.extents[i]
+        return e if end <= e.offset + e.length else None
+
 
 def plan(txn: object, ino: int, size: int, start: int, end: int) -> ReadPlan:
     exts = ns.extents(txn, ino, start, end) if end > start else []  # type: ignore[arg-type]

@@ -555,22 +555,21 @@ class Filesystem(MultipartOps):
         the chunk store can read it at once (``ChunkStore.get_now``). The bytes are
         verified exactly as ``read``'s."""
         h = self._handles.get(fh)
-        if h is None or not h.readable:
+        if h is None or h.plan is None or not h.readable:
             return None
         c = h.plan
         f = h.file
-        end = min(offset + size, f.size)
-        if (c is None or offset >= end or offset == h.read_end or offset == 0
-                or not c.covers(offset, end) or f.has_unsettled()
+        end = offset + size
+        if end > f.size:
+            end = f.size
+        if (offset >= end or offset == h.read_end or not offset or offset < c.start
+                or end > c.stop or f.has_unsettled()
                 or self.meta.get_one("inode", c.inode_key) != c.inode_raw):
             return None
         p = c.plan
-        exts = p.covering(offset, end)
-        if len(exts) != 1:
+        e = p.within(offset, end)
+        if e is None:
             return None
-        e = exts[0]
-        if offset < e.offset or e.end < end:
-            return None  # partly a hole
         at = offset - e.offset
         if e.data is not None:
             got: bytes | bytearray | None = e.data[at:at + end - offset]
