@@ -362,7 +362,7 @@ class LocalChunkStore(ChunkStore):
         """Bytes [start, end) of the chunk, from one read of its blocks [pos, pos + want)
         (first_block on, of `block` bytes) verified whole. May block on the disk."""
         cid = info.chunk_id
-        e = self._fds.open(cid, info.size)
+        e = self._fds.acquire(cid) or self._fds.open(cid, info.size)
         fd = e.fd
         try:
             try:

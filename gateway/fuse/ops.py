@@ -43,7 +43,7 @@ READDIR_BATCH = 256
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 # Requests being handled now (fuse_errors counts them; pyfuse3 allows one mount per
-# process): a read that is the only one is done right away (alone_first,
+# process): a read that is the only one is done right away (lone_read_first,
 # Filesystem.read_now), or lets the chunk store read on the loop itself
 # (Filesystem.read's alone), as a plain file system server would.
 _in_flight = 0
@@ -76,26 +76,24 @@ def fuse_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def alone_first(now: Callable[..., Any]) -> Callable[[F], F]:
-    """``fuse_errors``, and a request that is the only one in flight is first offered to
-    ``now(self, *args)``: a plain function that answers at once or returns None (then
-    the coroutine runs). Its errors are mapped the same way. For a lone reader, the
-    coroutine layers of the general path were a visible part of each small read."""
-    def deco(fn: F) -> F:
-        general = fuse_errors(fn)
+def lone_read_first(fn: F) -> F:
+    """``fuse_errors`` for read, and a read that is the only request in flight is first
+    offered to ``Filesystem.read_now``, which answers at once or returns None (then fn
+    runs); its errors are mapped the same way. For a lone random reader the coroutine
+    layers of the general path were a visible part of each small read."""
+    general = fuse_errors(fn)
 
-        @functools.wraps(fn)
-        async def wrapper(self: Any, *args: Any) -> Any:
-            if not _in_flight:
-                try:
-                    got = now(self, *args)
-                except Exception as e:
-                    raise fuse_error(e, fn.__name__) from None
-                if got is not None:
-                    return got
-            return await general(self, *args)
-        return wrapper  # type: ignore[return-value]
-    return deco
+    @functools.wraps(fn)
+    async def read(self: Any, fh: int, off: int, size: int) -> Any:
+        if not _in_flight:
+            try:
+                got = self.fs.read_now(fh, off, size)
+            except Exception as e:
+                raise fuse_error(e, "read") from None
+            if got is not None:
+                return got
+        return await general(self, fh, off, size)
+    return read  # type: ignore[return-value]
 
 
 def caller_of(ctx: pyfuse3.RequestContext) -> Caller:
@@ -329,10 +327,7 @@ class Operations(pyfuse3.Operations):
         node = await self.fs.getattr(node.ino)
         return self._file_info(h.fh, node), self._entry(node, parent_inode, name)
 
-    def _read_now(self, fh: int, off: int, size: int) -> bytes | bytearray | None:
-        return self.fs.read_now(fh, off, size)
-
-    @alone_first(_read_now)
+    @lone_read_first
     async def read(self, fh: int, off: int, size: int) -> bytes:
         # pyfuse3 replies from any buffer: the vfs's verified bytearray goes out uncopied.
         return await self.fs.read(fh, off, size, alone=_in_flight == 1)  # type: ignore[return-value]
