@@ -12,9 +12,9 @@ stores no block size: it is implied by the chunk's size and its number of sums
 twice the one before.
 Why 4 KiB: a cold 4 KiB random read (a page, what a mount's random reader asks for)
 must read and verify the whole covering block; with 16 KiB blocks it read four times
-the bytes from disk, and a lone random reader of a mount ran at ~0.7-0.77x a pyfuse3
-pass-through, against ~0.8x and more with 4 KiB (bench/mount.py, rand_read_4k; a cold
-pread here took ~65 us for 4 KiB, ~85 us for 16 KiB, ~150 us for 64 KiB). The price:
+the bytes from disk (bench/mount.py, rand_read_4k: 15-16 KiB of disk reads per 4 KiB
+read, now ~4 like the pass-through; a cold pread here took ~65 us for 4 KiB, ~85 us for
+16 KiB, ~150 us for 64 KiB). The price:
 a 4 MiB chunk's sums are 8 KiB in its LMDB record (three overflow pages instead of
 one), and hashing runs per 4 KiB: ~250 us per 4 MiB chunk written and ~60 us per MiB
 read and verified, against ~110 us and ~30 us with 16 KiB blocks (a few per cent of a
