@@ -233,9 +233,8 @@ class LmdbEngine:
             try:
                 txn = self.env.begin(write=False)
             except lmdb.MapResizedError:
-                txn = None
-        if txn is None:
-            txn = self._begin_read()
+                self.env.set_mapsize(0)  # another process grew the map: adopt its size
+                txn = self.env.begin(write=False)
         try:
             return txn.get(key, db=self._dbs[db])  # type: ignore[return-value]
         finally:
