@@ -23,8 +23,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from xxhash import xxh3_64_digest
+
 from .base import (
     BLOCK_SIZE,
+    SUM_SIZE,
     ChunkCorrupt,
     ChunkError,
     ChunkInfo,
@@ -47,11 +50,11 @@ TEMP_PREFIX = ".tmp-"
 # Chunks recently handed to the kernel's read-ahead (prefetch): a sequential reader
 # names the same chunks ahead of it on every read; advise each once.
 ADVISED_IDS = 64
-# get_alone reads on the event loop only small ranges, and only while the disk answers
+# get_now reads on the event loop only small ranges, and only while the disk answers
 # them fast: READ_EWMA_WEIGHT smooths the time small reads take (on the loop or in a
 # worker, queueing included), and above SLOW_READ reads go through the worker threads
 # until fast reads bring the average down again. A healthy SSD or virtual disk answers a
-# 16 KiB random read in ~0.1 ms (with rare spikes of a few ms on a shared machine),
+# 4 KiB random read in ~0.1 ms (with rare spikes of a few ms on a shared machine),
 # about what the thread round trip it saves costs; an average of 1 ms is a disk that is
 # queueing, seeking or failing, and would stall every other request on the loop.
 # A large cold read gains little from skipping the hop (the disk dominates) and would
@@ -60,6 +63,7 @@ SMALL_READ = 64 * 1024
 SLOW_READ = 0.001
 READ_EWMA_WEIGHT = 1 / 8
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_monotonic = time.monotonic
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -255,24 +259,35 @@ class LocalChunkStore(ChunkStore):
             return b""
         return await self._get(info, first_block, start, end)
 
-    async def get_alone(self, info: ChunkInfo, offset: int = 0,
-                        length: int | None = None) -> bytes:
+    def get_now(self, info: ChunkInfo, offset: int = 0,
+                length: int | None = None) -> bytes | None:
         # The caller is the only request waiting on the loop. Unless reads of others are
         # waiting for the disk in the workers (they would wait longer), the range is
         # large or the disk is slow lately, read right here: one pread, cached or not,
         # with no thread wake-ups and no second trip through the loop. For a lone 4 KiB
         # random reader of a mount that hop cost more CPU than the rest of the read.
-        first_block, start, end = covering_range(info, offset, length)
-        if start == end:
+        # covering_range, unrolled: this is every lone small read of a mount.
+        if self._reading or self._small_read_time > SLOW_READ or self._closed:
+            return None
+        size = info.size
+        end = size if length is None else offset + length
+        if not 0 <= offset <= end <= size:
+            covering_range(info, offset, length)  # raises its ValueError
+        if offset == end:
             return b""
-        if (self._reading or self._small_read_time > SLOW_READ or self._closed
-                or _covered(info, first_block, end) > SMALL_READ):
-            return await self._get(info, first_block, start, end)
-        t0 = time.monotonic()
+        block = info.block_size
+        first_block = offset // block
+        pos = first_block * block
+        stop = -(-end // block) * block
+        want = (size if stop > size else stop) - pos
+        if want > SMALL_READ:
+            return None
+        t0 = _monotonic()
         try:
-            return self._get_sync(info, first_block, start, end)
+            return self._read_blocks(info, block, first_block, pos, want, offset, end)
         finally:
-            self._small_read_time += (time.monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
+            self._small_read_time += (_monotonic() - t0 - self._small_read_time) * READ_EWMA_WEIGHT
+
 
     async def get_into(self, info: ChunkInfo, offset: int, length: int,
                        buf: bytearray) -> bytes | memoryview:
@@ -285,8 +300,8 @@ class LocalChunkStore(ChunkStore):
 
     reads_now = True
 
-    def get_now(self, info: ChunkInfo, offset: int, length: int,
-                into: bytearray | None) -> bytes | memoryview | None:
+    def get_if_cached(self, info: ChunkInfo, offset: int, length: int,
+                      into: bytearray | None) -> bytes | memoryview | None:
         if self._closed:
             return None
         first_block, start, end = covering_range(info, offset, length)
@@ -367,15 +382,22 @@ class LocalChunkStore(ChunkStore):
 
     def _get_sync(self, info: ChunkInfo, first_block: int, start: int, end: int,
                   into: bytearray | None = None) -> bytes:
+        block = info.block_size
+        pos = first_block * block
+        want = min(block_count(end, block) * block, info.size) - pos
+        return self._read_blocks(info, block, first_block, pos, want, start, end, into)
+
+    def _read_blocks(self, info: ChunkInfo, block: int, first_block: int, pos: int, want: int,
+                     start: int, end: int, into: bytearray | None = None) -> bytes:
+        """Bytes [start, end) of the chunk, from one read of its blocks [pos, pos + want)
+        (first_block on, of `block` bytes) verified whole, into the caller's buffer when
+        given (then a read-only view of it). May block on the disk."""
         cid = info.chunk_id
-        e = self._fds.open(cid, info.size)
+        e = self._fds.acquire(cid) or self._fds.open(cid, info.size)
         fd = e.fd
         buf: bytes | memoryview
         try:
             try:
-                block = info.block_size
-                pos = first_block * block
-                want = min(block_count(end, block) * block, info.size) - pos
                 if into is None:
                     buf = os.pread(fd, want, pos)
                     got = len(buf)
@@ -522,7 +544,10 @@ def _verified(cid: int, buf: bytes | bytearray | memoryview, first_block: int, s
               block: int, a: int, b: int) -> bytes:
     """buf[a:b] once every block of buf matches its checksum. A view of a caller's buffer
     (get_into) comes back as a read-only view of it, never copied."""
-    verify_blocks(cid, memoryview(buf), first_block, sums, block)
+    at = first_block * SUM_SIZE
+    if len(buf) > block or xxh3_64_digest(buf) != sums[at:at + SUM_SIZE]:
+        # Several blocks, or a mismatch to report (verify_blocks names the block).
+        verify_blocks(cid, memoryview(buf), first_block, sums, block)
     if isinstance(buf, memoryview):
         return buf[a:b].toreadonly()  # type: ignore[return-value]
     if a == 0 and b == len(buf):

@@ -229,7 +229,12 @@ class LmdbEngine:
     def get_one(self, db: str, key: bytes) -> bytes | None:
         """One value from a snapshot of its own: ``read()`` for a single get, at a third
         of its cost (a mount read checks its cached plan against the inode this way)."""
-        txn = self._begin_read()
+        with self._env_lock:  # _begin_read, inlined: a mount's every small read comes here
+            try:
+                txn = self.env.begin(write=False)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew the map: adopt its size
+                txn = self.env.begin(write=False)
         try:
             return txn.get(key, db=self._dbs[db])  # type: ignore[return-value]
         finally:

@@ -11,7 +11,7 @@ dirent     parent u64 + sortname                 child ino u64 + seq u64
 dirseq     parent u64 + seq u64                  sortname (readdir order; cookies = seq)
 extent     ino u64 + file offset u64             Extent record (chunk slice or inline bytes)
 chunk      chunk id u64                          refs u32 + size u32 + xxh3 sums per block
-                                                 (16 or 64 KiB blocks: implied by size and
+                                                 (4, 16 or 64 KiB blocks: implied by size and
                                                  the count, chunkstore.base.block_size_of)
 pending    chunk id u64                          writer pid u32 + its start time u64: spilled
                                                  by an open file, not yet committed (refs 0)

@@ -43,31 +43,57 @@ READDIR_BATCH = 256
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 # Requests being handled now (fuse_errors counts them; pyfuse3 allows one mount per
-# process): a read that is the only one lets the chunk store read on the loop itself
+# process): a read that is the only one is done right away (lone_read_first,
+# Filesystem.read_now), or lets the chunk store read on the loop itself
 # (Filesystem.read's alone), as a plain file system server would.
 _in_flight = 0
 
 
+def fuse_error(e: Exception, op: str) -> pyfuse3.FUSEError:
+    """The FUSEError for an exception: errno of FsError/OSError, else a logged EIO."""
+    if isinstance(e, pyfuse3.FUSEError):
+        return e
+    if isinstance(e, FsError):
+        return pyfuse3.FUSEError(e.errno)
+    if isinstance(e, OSError):
+        return pyfuse3.FUSEError(e.errno or errno.EIO)
+    log.error("FUSE %s failed", op, exc_info=e)
+    return pyfuse3.FUSEError(errno.EIO)
+
+
 def fuse_errors(fn: F) -> F:
-    """Every exception becomes a FUSEError: errno of FsError/OSError, else a logged EIO."""
+    """Every exception becomes a FUSEError (``fuse_error``); counts requests in flight."""
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         global _in_flight
         _in_flight += 1
         try:
             return await fn(*args, **kwargs)
-        except pyfuse3.FUSEError:
-            raise
-        except FsError as e:
-            raise pyfuse3.FUSEError(e.errno) from None
-        except OSError as e:
-            raise pyfuse3.FUSEError(e.errno or errno.EIO) from None
-        except Exception:
-            log.exception("FUSE %s failed", fn.__name__)
-            raise pyfuse3.FUSEError(errno.EIO) from None
+        except Exception as e:
+            raise fuse_error(e, fn.__name__) from None
         finally:
             _in_flight -= 1
     return wrapper  # type: ignore[return-value]
+
+
+def lone_read_first(fn: F) -> F:
+    """``fuse_errors`` for read, and a read that is the only request in flight is first
+    offered to ``Filesystem.read_now``, which answers at once or returns None (then fn
+    runs); its errors are mapped the same way. For a lone random reader the coroutine
+    layers of the general path were a visible part of each small read."""
+    general = fuse_errors(fn)
+
+    @functools.wraps(fn)
+    async def read(self: Any, fh: int, off: int, size: int) -> Any:
+        if not _in_flight:
+            try:
+                got = self.fs.read_now(fh, off, size)
+            except Exception as e:
+                raise fuse_error(e, "read") from None
+            if got is not None:
+                return got
+        return await general(self, fh, off, size)
+    return read  # type: ignore[return-value]
 
 
 def caller_of(ctx: pyfuse3.RequestContext) -> Caller:
@@ -301,7 +327,7 @@ class Operations(pyfuse3.Operations):
         node = await self.fs.getattr(node.ino)
         return self._file_info(h.fh, node), self._entry(node, parent_inode, name)
 
-    @fuse_errors
+    @lone_read_first
     async def read(self, fh: int, off: int, size: int) -> bytes:
         # pyfuse3 replies from any buffer: the vfs's verified bytearray goes out uncopied.
         return await self.fs.read(fh, off, size, alone=_in_flight == 1)  # type: ignore[return-value]

@@ -244,6 +244,18 @@ class ReadPlan:
             i += 1
         return out
 
+    def within(self, start: int, end: int) -> Extent | None:
+        """The one extent holding all of [start, end) (start < end), or None (a hole, or
+        more than one extent): ``covering`` for a small read, without building a list."""
+        starts = self.starts
+        if starts is None:
+            starts = self.starts = [e.offset for e in self.extents]
+        i = bisect.bisect_right(starts, start) - 1
+        if i < 0:
+            return None
+        e = self.extents[i]
+        return e if end <= e.offset + e.length else None
+
 
 def plan(txn: object, ino: int, size: int, start: int, end: int) -> ReadPlan:
     exts = ns.extents(txn, ino, start, end) if end > start else []  # type: ignore[arg-type]
@@ -410,7 +422,7 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
     store's buffers or of this stream's own (PieceBuffers): pass them on or copy them,
     never keep a mutable hold.
 
-    A piece the store can read at once (``ChunkStore.get_now``: page-cached local
+    A piece the store can read at once (``ChunkStore.get_if_cached``: page-cached local
     chunks) is read and verified just before it is yielded, into a recycled buffer, so
     the consumer's socket copies bytes that are still in the CPU's cache; the first
     piece that would wait starts READ_AHEAD fetches at once, and once they are taken
@@ -457,7 +469,7 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
                 else:
                     if idx % PREFETCH_STEP == 0:
                         hint_ahead(chunks, p, [x for _, _, x in pieces[idx:idx + PREFETCH_BYTES // STREAM_PIECE]])
-                    data = chunks.get_now(p.infos[e.chunk_id], e.chunk_off, e.length, buffers.take())
+                    data = chunks.get_if_cached(p.infos[e.chunk_id], e.chunk_off, e.length, buffers.take())
                     if data is None:
                         fill()
                         continue

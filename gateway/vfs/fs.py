@@ -544,6 +544,45 @@ class Filesystem(MultipartOps):
             raise FsError("bad file handle", errno=errno.EBADF)
         return h
 
+    def read_now(self, fh: int, offset: int, size: int) -> bytes | bytearray | None:
+        """``read``, done right now without awaiting, or None: then call ``read`` (which
+        also reports any error about the handle). For a door whose caller is the only
+        request waiting on the event loop (a lone random reader of a mount): no
+        coroutine, task or thread hop for the common small read. Only when the open
+        file's cached plan is current (the same one LMDB get of its inode as ``read``),
+        nothing of this process's own is unsettled, the range lies in one extent, it is
+        not a sequential reader's next read (``read`` starts read-ahead for those) and
+        the chunk store can read it at once (``ChunkStore.get_now``). The bytes are
+        verified exactly as ``read``'s."""
+        h = self._handles.get(fh)
+        if h is None or h.plan is None or not h.readable:
+            return None
+        c = h.plan
+        f = h.file
+        end = offset + size
+        if end > f.size:
+            end = f.size
+        if (offset >= end or offset == h.read_end or not offset or offset < c.start
+                or end > c.stop or f.has_unsettled()
+                or self.meta.get_one("inode", c.inode_key) != c.inode_raw):
+            return None
+        p = c.plan
+        e = p.within(offset, end)
+        if e is None:
+            return None
+        at = offset - e.offset
+        if e.data is not None:
+            got: bytes | bytearray | None = e.data[at:at + end - offset]
+        else:
+            try:
+                got = self.chunks.get_now(p.infos[e.chunk_id], e.chunk_off + at, end - offset)
+            except ChunkError as exc:
+                raise data.chunk_errors(exc) from exc
+            if got is None:
+                return None
+        h.read_end = end
+        return got
+
     async def read(self, fh: int, offset: int, size: int, *,
                    alone: bool = False) -> bytes | bytearray:
         """Up to size bytes at offset. alone: the caller is the only request its door has

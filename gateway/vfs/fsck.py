@@ -12,7 +12,7 @@ tool) decides. Checked:
 - each chunk record's reference count equals the extents (of files and of multipart
   parts) that point at it;
 - every referenced chunk exists in the chunk store, and with ``verify`` reads back
-  whole with every 64 KiB block matching its xxh3.
+  whole with every checksum block matching its xxh3.
 
 The metadata is read in one read transaction (a consistent snapshot); chunk checks run
 afterwards with bounded concurrency, so a long fsck never holds the metadata open

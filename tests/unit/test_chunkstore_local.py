@@ -801,13 +801,13 @@ async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_b
 def _record_threads(store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The thread each chunk file read of the store runs in, in order."""
     seen: list[str] = []
-    real = store._get_sync
+    real = store._read_blocks  # where the loop's and the workers' reads both go
 
     def spy(*args: Any) -> bytes:
         seen.append(threading.current_thread().name)
         return real(*args)
 
-    monkeypatch.setattr(store, "_get_sync", spy)
+    monkeypatch.setattr(store, "_read_blocks", spy)
     return seen
 
 
@@ -848,11 +848,11 @@ async def test_get_alone_verifies_like_get_corrupt_truncated_and_missing_chunks_
 @pytest.mark.asyncio
 async def test_get_alone_sends_large_reads_to_the_workers(
         store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = os.urandom(8 * B)
+    data = os.urandom(local_mod.SMALL_READ + B)
     info = await store.put(7, data)
     store._fds.forget(7)  # not open: the page-cache path cannot serve it on the loop
     seen = _record_threads(store, monkeypatch)
-    assert await store.get_alone(info, 0, 8 * B) == data
+    assert await store.get_alone(info, 0, len(data)) == data
     assert seen and seen[0] != threading.current_thread().name
 
 

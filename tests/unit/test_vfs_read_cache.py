@@ -119,6 +119,8 @@ async def test_random_reads_through_small_plan_windows_match_the_file(
         for _ in range(300):
             off = rng.randrange(len(model) + 10)
             n = rng.choice([1, 4096, CHUNK, 3 * CHUNK, rng.randrange(1, 200_000)])
+            now = fs.read_now(r.fh, off, n)  # when it answers, the same bytes as read
+            assert now is None or now == model[off:off + n], (off, n)
             assert await fs.read(r.fh, off, n) == model[off:off + n], (off, n)
     finally:
         await fs.release(r.fh)
@@ -141,5 +143,104 @@ async def test_a_corrupt_chunk_is_an_error_even_after_clean_reads_of_it(
             for at in range(0, len(data), 4096):
                 await fs.read(h.fh, at, 4096)
         assert ei.value.errno == 5  # EIO
+    finally:
+        await fs.release(h.fh)
+
+
+# --- read_now: a lone small read answered without awaiting ------------------------------------
+
+
+@pytest.fixture
+def fast_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The local store judges the disk fast however long this loaded machine took lately
+    (when it reads on the loop is tested in test_chunkstore_local.py)."""
+    from chunkstore import local
+    monkeypatch.setattr(local, "SLOW_READ", 3600.0)
+
+
+async def test_read_now_serves_a_lone_small_read_once_the_plan_is_cached(
+        fs: Filesystem, fast_disk: None) -> None:
+    data = os.urandom(3 * CHUNK)
+    ino = await write_file(fs, b"f", data)
+    h = await fs.open(ROOT, ino, os.O_RDONLY)
+    try:
+        assert fs.read_now(h.fh, CHUNK + 4096, 4096) is None  # nothing cached yet
+        assert await fs.read(h.fh, 8192, 4096) == data[8192:12288]
+        # The next sequential read goes through read (it starts read-ahead)...
+        assert fs.read_now(h.fh, 12288, 4096) is None
+        # ...a random one is answered at once, with the same bytes, within one chunk...
+        assert fs.read_now(h.fh, CHUNK + 4096, 4096) == data[CHUNK + 4096:CHUNK + 8192]
+        assert fs.read_now(h.fh, 2 * CHUNK + 5, 100) == data[2 * CHUNK + 5:2 * CHUNK + 105]
+        # ...and one across two chunks, past the end, or on a closed handle is not.
+        assert fs.read_now(h.fh, CHUNK - 100, 4096) is None
+        assert fs.read_now(h.fh, len(data) + 10, 4096) is None
+    finally:
+        await fs.release(h.fh)
+    assert fs.read_now(h.fh, CHUNK + 4096, 4096) is None
+    with pytest.raises(FsError):
+        await fs.read(h.fh, CHUNK + 4096, 4096)
+
+
+async def test_read_now_never_serves_bytes_another_process_replaced(
+        fs: Filesystem, tmp_path: Path, fast_disk: None) -> None:
+    data = bytearray(os.urandom(4 * CHUNK))
+    ino = await write_file(fs, b"f", bytes(data))
+    h = await fs.open(ROOT, ino, os.O_RDONLY)
+    try:
+        assert await fs.read(h.fh, 0, 4096) == data[:4096]
+        assert fs.read_now(h.fh, CHUNK + 8192, 4096) == data[CHUNK + 8192:CHUNK + 12288]
+        new = os.urandom(CHUNK)
+        (tmp_path / "new").write_bytes(new)
+        in_another_process(tmp_path / "data", f"""
+h = await fs.open(ROOT, {ino}, os.O_WRONLY)
+await fs.write(h.fh, {CHUNK + 100}, Path({str(tmp_path / "new")!r}).read_bytes())
+await fs.release(h.fh)
+""")
+        data[CHUNK + 100:2 * CHUNK + 100] = new
+        want = data[CHUNK + 8192:CHUNK + 12288]
+        got = fs.read_now(h.fh, CHUNK + 8192, 4096)
+        assert got is None or got == want  # the old plan is not current: never the old bytes
+        assert await fs.read(h.fh, CHUNK + 8192, 4096) == want
+        assert fs.read_now(h.fh, CHUNK + 16384, 4096) == data[CHUNK + 16384:CHUNK + 20480]
+    finally:
+        await fs.release(h.fh)
+
+
+async def test_read_now_sees_this_process_s_unflushed_writes_by_deferring(fs: Filesystem) -> None:
+    data = bytearray(os.urandom(2 * CHUNK))
+    ino = await write_file(fs, b"f", bytes(data))
+    r = await fs.open(ROOT, ino, os.O_RDONLY)
+    w = await fs.open(ROOT, ino, os.O_WRONLY)
+    try:
+        assert await fs.read(r.fh, 0, 4096) == data[:4096]
+        await fs.write(w.fh, CHUNK + 10, b"y" * 100)  # buffered, not committed
+        data[CHUNK + 10:CHUNK + 110] = b"y" * 100
+        assert fs.read_now(r.fh, CHUNK, 4096) is None
+        assert await fs.read(r.fh, CHUNK, 4096) == data[CHUNK:CHUNK + 4096]
+    finally:
+        await fs.release(w.fh)
+        await fs.release(r.fh)
+
+
+async def test_read_now_of_a_corrupt_block_is_eio_not_bytes(
+        fs: Filesystem, tmp_path: Path, fast_disk: None) -> None:
+    data = os.urandom(2 * CHUNK)
+    ino = await write_file(fs, b"f", data)
+    h = await fs.open(ROOT, ino, os.O_RDONLY)
+    try:
+        assert await fs.read(h.fh, 0, 4096) == data[:4096]
+        assert fs.read_now(h.fh, CHUNK + 4096, 4096) == data[CHUNK + 4096:CHUNK + 8192]
+        victim = next(p for p in (tmp_path / "data" / "chunks").rglob("*")
+                      if p.is_file() and p.read_bytes() == data[CHUNK:])
+        with open(victim, "r+b") as f:  # in place: the file the store keeps open
+            f.seek(8192 + 7)
+            f.write(bytes([data[CHUNK + 8192 + 7] ^ 0x01]))
+        with pytest.raises(FsError) as ei:
+            if fs.read_now(h.fh, CHUNK + 8192, 4096) is None:  # a slow disk: read's turn
+                await fs.read(h.fh, CHUNK + 8192, 4096)
+        assert ei.value.errno == 5  # EIO
+        # Its neighbour blocks still read.
+        assert fs.read_now(h.fh, CHUNK + 12288, 4096) in (None, data[CHUNK + 12288:CHUNK + 16384])
+        assert await fs.read(h.fh, CHUNK + 4096, 4096) == data[CHUNK + 4096:CHUNK + 8192]
     finally:
         await fs.release(h.fh)

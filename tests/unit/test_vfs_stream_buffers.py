@@ -1,4 +1,4 @@
-"""Streaming reads just in time into recycled buffers: ChunkStore.get_now / get_into on
+"""Streaming reads just in time into recycled buffers: ChunkStore.get_if_cached / get_into on
 the local store, PieceBuffers, and vfs.data.stream over them (every byte still verified)."""
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def flip(store: LocalChunkStore, chunk_id: int, at: int) -> None:
         f.write(bytes([old[0] ^ 0x01]))
 
 
-async def test_get_now_reads_a_page_cached_range_into_the_callers_buffer(store: LocalChunkStore) -> None:
+async def test_get_if_cached_reads_a_page_cached_range_into_the_callers_buffer(store: LocalChunkStore) -> None:
     body = os.urandom(3 * B + 100)
     info = await store.put(7, body)
     buf = bytearray(span(info, B + 10, B))
-    assert store.get_now(info, B + 10, B, buf) is None  # not open yet: that would wait
+    assert store.get_if_cached(info, B + 10, B, buf) is None  # not open yet: that would wait
     assert await store.get(info) == body  # opened, pages cached
-    got = store.get_now(info, B + 10, B, buf)
+    got = store.get_if_cached(info, B + 10, B, buf)
     assert got is not None and bytes(got) == body[B + 10:2 * B + 10]
     assert isinstance(got, memoryview) and got.readonly and got.obj is buf
 
@@ -56,18 +56,18 @@ async def test_get_into_reads_into_the_buffer_or_its_own_when_too_small(store: L
     assert bytes(got) == body[5:B + 5] and not (isinstance(got, memoryview) and got.obj is small)
 
 
-async def test_get_now_and_get_into_never_return_bytes_that_fail_their_checksum(
+async def test_get_if_cached_and_get_into_never_return_bytes_that_fail_their_checksum(
         store: LocalChunkStore) -> None:
     body = os.urandom(3 * B)
     info = await store.put(9, body)
     assert await store.get(info) == body
     flip(store, 9, B + 3)
     buf = bytearray(3 * B)
-    assert store.get_now(info, B, 10, buf) is None  # in doubt: the slow path reports
+    assert store.get_if_cached(info, B, 10, buf) is None  # in doubt: the slow path reports
     with pytest.raises(ChunkCorrupt) as ei:
         await store.get_into(info, B, 10, buf)
     assert ei.value.block == 1
-    assert bytes(store.get_now(info, 0, B, buf) or b"") == body[:B]  # its neighbour reads
+    assert bytes(store.get_if_cached(info, 0, B, buf) or b"") == body[:B]  # its neighbour reads
 
 
 def test_piece_buffers_hand_out_a_buffer_again_only_when_nothing_refers_to_it() -> None:
