@@ -53,6 +53,19 @@ asyncio.run(main())
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def write_in_another_process(tmp_path: Path, ino: int, offset: int, size: int) -> bytes:
+    """Write `size` random bytes at offset of file ino from a second process (its own
+    Filesystem on the same data folder); the bytes written."""
+    new = os.urandom(size)
+    (tmp_path / "new").write_bytes(new)
+    in_another_process(tmp_path / "data", f"""
+h = await fs.open(ROOT, {ino}, os.O_WRONLY)
+await fs.write(h.fh, {offset}, Path({str(tmp_path / "new")!r}).read_bytes())
+await fs.release(h.fh)
+""")
+    return new
+
+
 async def test_an_open_handle_reads_what_another_process_committed_in_place(
         fs: Filesystem, tmp_path: Path) -> None:
     data = bytearray(os.urandom(4 * CHUNK))
@@ -60,13 +73,7 @@ async def test_an_open_handle_reads_what_another_process_committed_in_place(
     h = await fs.open(ROOT, ino, os.O_RDONLY)
     try:
         assert await fs.read(h.fh, 0, len(data)) == data  # extents now cached by h
-        new = os.urandom(CHUNK)
-        (tmp_path / "new").write_bytes(new)
-        in_another_process(tmp_path / "data", f"""
-h = await fs.open(ROOT, {ino}, os.O_WRONLY)
-await fs.write(h.fh, {CHUNK + 100}, Path({str(tmp_path / "new")!r}).read_bytes())
-await fs.release(h.fh)
-""")
+        new = write_in_another_process(tmp_path, ino, CHUNK + 100, CHUNK)
         data[CHUNK + 100:2 * CHUNK + 100] = new
         assert await fs.read(h.fh, 0, len(data)) == data
         assert await fs.read(h.fh, CHUNK + 50, 100) == data[CHUNK + 50:CHUNK + 150]
@@ -189,13 +196,7 @@ async def test_read_now_never_serves_bytes_another_process_replaced(
     try:
         assert await fs.read(h.fh, 0, 4096) == data[:4096]
         assert fs.read_now(h.fh, CHUNK + 8192, 4096) == data[CHUNK + 8192:CHUNK + 12288]
-        new = os.urandom(CHUNK)
-        (tmp_path / "new").write_bytes(new)
-        in_another_process(tmp_path / "data", f"""
-h = await fs.open(ROOT, {ino}, os.O_WRONLY)
-await fs.write(h.fh, {CHUNK + 100}, Path({str(tmp_path / "new")!r}).read_bytes())
-await fs.release(h.fh)
-""")
+        new = write_in_another_process(tmp_path, ino, CHUNK + 100, CHUNK)
         data[CHUNK + 100:2 * CHUNK + 100] = new
         want = data[CHUNK + 8192:CHUNK + 12288]
         got = fs.read_now(h.fh, CHUNK + 8192, 4096)
