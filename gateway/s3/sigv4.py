@@ -149,8 +149,6 @@ def query_pairs(raw_query: str) -> tuple[tuple[str, str], ...]:
     return tuple([(k, v) for k, _, v in (part.partition("=") for part in raw_query.split("&") if part)])
 
 
-_query_pairs = query_pairs
-
 
 def _decode(raw: str) -> str:
     if "%" not in raw and raw.isascii():
@@ -399,8 +397,12 @@ def canonical_query(raw_query: str, presigned: bool) -> str:
 
 
 def string_to_sign(auth: Auth, canonical: str) -> str:
+    return _string_to_sign(auth.amz_date, auth.credential.scope, canonical)
+
+
+def _string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
     digest = hashlib.sha256(_utf8(canonical)).hexdigest()
-    return f"{ALGORITHM}\n{auth.amz_date}\n{auth.credential.scope}\n{digest}"
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
 
 
 @lru_cache(maxsize=256)  # four HMACs per request otherwise; one key per identity and day
@@ -417,8 +419,7 @@ def _expected_signature(key: bytes, amz_date: str, scope: str, canonical: str) -
     its arguments, cached: the same canonical request under the same signing key and
     date is one presigned URL fetched again, whose hashing and HMAC were a tenth of a
     small GET. The claimed signature is still compared with this every time."""
-    digest = hashlib.sha256(_utf8(canonical)).hexdigest()
-    to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+    to_sign = _string_to_sign(amz_date, scope, canonical)
     return to_sign, _sign(key, to_sign).encode()
 
 
