@@ -18,6 +18,8 @@ Figures (each: samebytes and its references interleaved, A B C A B C ..., median
    caches (2048 objects, 8192 URLs), against nginx; no target.
 2. get_64m / put_64m: MB/s of 64 MiB objects, one stream, blocking http.client: GET read
    with ``readinto`` a 1 MiB buffer, PUT body sent in 1 MiB pieces (never assembled).
+   put_64m also carries ``md5``: hashlib MD5 of the same bytes on one thread, timed in the
+   same rounds, the ceiling of any one-stream PUT that answers with an MD5 ETag.
 3. list: keys/s paging ListObjectsV2 (1000 keys a page) over 10k keys; each page a
    presigned URL fetched with http.client, keys counted in the raw XML.
 
@@ -34,6 +36,7 @@ hottest frames to the JSON (the figures of such a run are perturbed by the sampl
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import html
 import http.client
 import importlib.util
@@ -985,6 +988,18 @@ async def bench_big(run: Run) -> dict[str, Any]:
             return p.value
         return step
 
+    async def md5_step(r: int) -> float:
+        # What one core does when it only computes the ETag's MD5 of the same bytes in the
+        # same PIECE-sized updates: MD5 is one sequential chain, so no single-stream PUT
+        # that answers with an MD5 ETag can beat this on this machine.
+        b = body_of(r)
+        t0 = time.perf_counter()
+        for _ in range(sz.big_reps):
+            h = hashlib.md5()
+            for off in range(0, len(b), PIECE):
+                h.update(b[off:off + PIECE])
+        return total / 1e6 / (time.perf_counter() - t0)
+
     def get_step(name: str) -> Callable[[int], Awaitable[float]]:
         async def step(r: int) -> float:
             if name.startswith("nginx"):
@@ -1022,7 +1037,8 @@ async def bench_big(run: Run) -> dict[str, Any]:
     await cleanup(-1)
     log(f"big: warm-up PUT {warm:,.0f} MB/s")
     steps: list[tuple[str, Callable[[int], Awaitable[float]]]] = (
-        [(f"put_{n}", put_step(n)) for n in names] + [(f"get_{n}", get_step(n)) for n in names])
+        [(f"put_{n}", put_step(n)) for n in names] + [(f"get_{n}", get_step(n)) for n in names]
+        + [("put_md5", md5_step)])
     if ngx is not None:
         steps.append(("get_nginx_nosendfile", get_step("nginx_nosendfile")))
     steps.append(("cleanup", cleanup))
@@ -1039,7 +1055,9 @@ async def bench_big(run: Run) -> dict[str, Any]:
         res_put, ("nginx", "nginx WebDAV PUT of the same bytes to a file (spooled to a temp "
                   "file, renamed; no fsync): the HTTP limit"),
         [("moto", "moto_server, the same PUTs (in memory / spooled temp file): the S3 peer"),
-         ("swift", "OpenStack Swift + s3api, the same PUTs (object file fsync'd)")], client)
+         ("swift", "OpenStack Swift + s3api, the same PUTs (object file fsync'd)"),
+         ("md5", "hashlib MD5 of the same bytes on one thread, nothing else (no socket, no "
+          "disk): the ceiling of any one-stream PUT that answers with an MD5 ETag")], client)
     get = run.figure(
         "get_64m", "MB/s (1e6 B/s)", "MB",
         f"GET of the {sz.big // MiB} MiB objects just put (page cache warm), one stream",

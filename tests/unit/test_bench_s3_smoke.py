@@ -84,6 +84,10 @@ def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
     assert "8192 distinct presigned URLs" in cold["samebytes_is"]
     if "nginx" not in skipped:
         assert _positive(cold["limit"]) and cold["limit_is"].startswith("nginx")
+    # The MD5 ceiling of a one-stream PUT, measured beside it on the same bytes.
+    md5 = figures["put_64m"]["other_references"]["md5"]
+    assert _positive(md5["value"]) and len(md5["per_round"]) == figures["put_64m"]["rounds"]
+    assert abs(md5["samebytes_ratio"] - figures["put_64m"]["samebytes"] / md5["value"]) <= 1e-3
     assert doc["machine"]["nproc"] >= 1
     # Every server was stopped and the data directory removed.
     assert list(tmp_path.iterdir()) == []
