@@ -6,7 +6,11 @@ backend (moto's server; a second samebytes gateway on local chunks):
 1. put_<backend> / get_<backend>: one large object PUT and GET through a gateway keeping
    its chunks in that backend (read cache off, so every GET goes to the backend); limit:
    the same PUT/GET made directly against the backend. Also reported: the CPU
-   milliseconds per MB of the gateway, the backend and the client (cpu_ms_per_MB).
+   milliseconds per MB of the gateway, the backend and the client (cpu_ms_per_MB), and
+   relay_limit: the same transfer through nginx as a plain streaming reverse proxy to the
+   same backend (bench/s3.py's start_nginx, proxy mode), in the same rounds, with its
+   MB/s, its ratio to direct and its CPU per MB: what a C relay that verifies nothing
+   reaches on this box, i.e. the honest ceiling for the through-gateway ratio.
 2. cached_reread: GET of the same large object from a gateway on the s3 backend (moto)
    whose read cache already holds it; limit: the same GET from a gateway on the local
    backend. Also reported: the first read (cache wiped and the gateway restarted).
@@ -33,6 +37,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -45,6 +50,7 @@ from typing import Any
 
 from . import (Figure, emit, interleave, log, machine_info, make_data_dir, parser, proc_cpu_times,
                remove_data_dir)
+from . import s3 as s3bench
 
 MiB = 1 << 20
 MOTO_KEY, MOTO_SECRET = "bench-access", "bench-secret"
@@ -185,6 +191,14 @@ ONLY = ("put", "get", "cached", "mount")
 async def bench_backend(kind: str, backend: Server, work: Path, size: int, rounds: int,
                         stack: AsyncExitStack, only: set[str]) -> list[Figure]:
     direct = await _client(stack, backend)
+    ngx: s3bench.Server | None = None
+    ngx_skip = ""
+    try:
+        ngx = s3bench.start_nginx(work / f"relay-{kind}",
+                                  proxy_to=backend.endpoint.removeprefix("http://"))
+    except (LookupError, RuntimeError) as e:
+        ngx_skip = str(e)
+        log(f"nginx relay skipped: {e}")
     await direct.create_bucket(Bucket="direct")
     await direct.create_bucket(Bucket="chunks")
     gw = start_gateway(work / f"gw-{kind}", "--chunks", "s3://chunks/c",
@@ -208,19 +222,38 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
         async def lim_get(r: int) -> float:
             return await _get(direct, "direct", "obj", size)
 
-        meter = CpuMeter({"gateway": gw.proc.pid, "backend": backend.proc.pid})
+        pids = {"gateway": gw.proc.pid, "backend": backend.proc.pid}
+        relay: Server | None = None
+        if ngx is not None:
+            pids["nginx"] = ngx.proc.pid
+            relay = Server(ngx.endpoint, backend.access_key, backend.secret_key, ngx.proc)
+            via_nginx = await _client(stack, relay)
+
+            async def relay_put(r: int) -> float:
+                return await _put(via_nginx, "direct", "relayed", body)
+
+            async def relay_get(r: int) -> float:
+                return await _get(via_nginx, "direct", "obj", size)
+
+        meter = CpuMeter(pids)
         steps = []
         if "put" in only:
             steps += [("samebytes_put", sb_put), ("limit_put", lim_put)]
+            if relay is not None:
+                steps.append(("relay_put", relay_put))
         else:  # the GETs still need their objects
             await sb_put(0)
             await lim_put(0)
         if "get" in only:
             steps += [("samebytes_get", sb_get), ("limit_get", lim_get)]
+            if relay is not None:
+                steps.append(("relay_get", relay_get))
         res = await interleave(rounds, [(n, meter.wrap(n, f, size)) for n, f in steps],
                                f"{kind} {size // MiB} MiB")
     finally:
         gw.stop()
+        if ngx is not None:
+            ngx.stop()
     figures: list[Figure] = []
     put = Figure(f"put_{kind}", "MB/s (1e6 B/s)",
                  f"{size // MiB} MiB PutObject through a gateway on the s3 backend ({kind})",
@@ -230,12 +263,37 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
                  f"{size // MiB} MiB GetObject through the gateway, read cache off",
                  f"the same GetObject directly against the backend ({kind})",
                  res.get("samebytes_get", []), res.get("limit_get", []))
-    for fig, sb, lim in ((put, "samebytes_put", "limit_put"), (get, "samebytes_get", "limit_get")):
+    for fig, op in ((put, "put"), (get, "get")):
+        sb, lim, rel = f"samebytes_{op}", f"limit_{op}", f"relay_{op}"
         if sb in res:
             fig.extra["cpu_ms_per_MB"] = {"samebytes": meter.per_mb(sb),
                                           "limit": meter.per_mb(lim)}
+            fig.extra["relay_limit"] = (_relay_limit(res[rel], res[lim], res[sb],
+                                                     meter.per_mb(rel), kind, op)
+                                        if rel in res else {"skipped": ngx_skip})
             figures.append(fig)
     return figures
+
+
+def _relay_limit(relayed: list[float], direct: list[float], through: list[float],
+                 cpu: dict[str, float], kind: str, op: str) -> dict[str, Any]:
+    """What a relay that verifies nothing reaches on this box: the same transfer through
+    nginx as a plain streaming reverse proxy to the same backend, in the same rounds.
+    ratio_to_direct is the physical ceiling of a through-gateway/direct ratio here;
+    samebytes_ratio_to_relay is how far the gateway is from that ceiling."""
+    med = statistics.median
+    return {
+        "what": f"the same {op.upper()} through nginx as a reverse proxy to the backend "
+                f"({kind}): proxy_buffering off, proxy_request_buffering off, keepalive "
+                "upstream, 1 worker",
+        "MB_per_s": round(med(relayed), 2),
+        "ratio_to_direct": round(med(relayed) / med(direct), 4),
+        "ratio_to_direct_median_of_rounds": round(
+            med([a / b for a, b in zip(relayed, direct)]), 4),
+        "samebytes_ratio_to_relay": round(med(through) / med(relayed), 4),
+        "cpu_ms_per_MB": cpu,
+        "per_round": [round(x, 2) for x in relayed],
+    }
 
 
 async def bench_cache(backend: Server, work: Path, size: int, rounds: int,

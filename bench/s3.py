@@ -303,8 +303,12 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    server {{
+{upstream}    server {{
         listen 127.0.0.1:{port};
+{locations}    }}
+}}
+"""
+NGINX_FILES = """\
         root {www};
         location / {{ }}
         location /dav/ {{
@@ -316,12 +320,38 @@ http {{
             alias {dav}/;
             sendfile off;
         }}
+"""
+# A plain reverse proxy (bench/chunks_s3.py's relay limit): streams both ways (no
+# buffering of the request or the response body to memory or temp files), HTTP/1.1 with
+# kept-alive upstream connections, 1 MiB relay buffer (the default 4-8 KiB one costs a
+# syscall pair per page). The client's Host goes to the backend unchanged: SigV4 signs
+# Host, and the client signed the proxy's address.
+NGINX_PROXY = """\
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_buffer_size 1m;
+            proxy_buffers 4 1m;
+            proxy_busy_buffers_size 2m;
+            proxy_read_timeout 300s;
+            proxy_send_timeout 300s;
+        }}
+"""
+NGINX_UPSTREAM = """\
+    upstream backend {{
+        server {backend};
+        keepalive 8;
     }}
-}}
 """
 
 
-def start_nginx(run_dir: Path, workers: int = 1) -> Server:
+def start_nginx(run_dir: Path, workers: int = 1, proxy_to: str | None = None) -> Server:
+    """nginx serving files (GET static, PUT WebDAV) or, with proxy_to ("host:port"), a
+    plain streaming reverse proxy to that backend."""
     if "nginx" in FORCE_SKIP:
         raise LookupError("skipped by SAMEBYTES_BENCH_S3_SKIP")
     binary = _nginx_binary()
@@ -333,7 +363,10 @@ def start_nginx(run_dir: Path, workers: int = 1) -> Server:
         d.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, www=www, dav=dav,
+    locations = (NGINX_PROXY.format() if proxy_to else NGINX_FILES.format(www=www, dav=dav))
+    upstream = NGINX_UPSTREAM.format(backend=proxy_to) if proxy_to else ""
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, locations=locations,
+                                      upstream=upstream,
                                       workers=workers, master="on" if workers > 1 else "off",
                                       # root's workers would run as nobody, who cannot read
                                       # the files here
@@ -341,14 +374,17 @@ def start_nginx(run_dir: Path, workers: int = 1) -> Server:
     cmd = [binary, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
     srv = Server("nginx", _popen(cmd, prefix / "stderr.log"), port, prefix / "error.log", cmd,
                  stop_signal=signal.SIGQUIT)
-    _wait_http(srv, "/", lambda s: s in (200, 403, 404))
+    _wait_http(srv, "/", lambda s: s < 500 if proxy_to else s in (200, 403, 404))
     version = subprocess.run([binary, "-v"], capture_output=True, text=True).stderr.strip()
     srv.info = {"version": version.removeprefix("nginx version: "),
                 "command": "nginx -p PREFIX -c PREFIX/nginx.conf -e PREFIX/error.log",
                 "config": f"daemon off, {workers} worker process(es) (as many as samebytes; "
-                          "master_process on when more than one), sendfile on, access_log off, keepalive_requests 1e7; GET: static "
-                          "files (query string ignored); PUT: WebDAV to a file (nginx spools "
-                          "the body to a temp file, then renames it; no fsync)"}
+                          "master_process on when more than one), sendfile on, access_log off, keepalive_requests 1e7; "
+                          + (f"reverse proxy to {proxy_to} (proxy_buffering off, "
+                             "proxy_request_buffering off, proxy_buffer_size 1m, HTTP/1.1 "
+                             "keepalive upstream, Host passed unchanged)" if proxy_to else
+                             "GET: static files (query string ignored); PUT: WebDAV to a file "
+                             "(nginx spools the body to a temp file, then renames it; no fsync)")}
     srv.dirs = {"www": www, "dav": dav}
     return srv
 

@@ -137,10 +137,14 @@ def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK_SIZE) ->
     """xxh3_64 of every block, SUM_SIZE bytes each, big-endian; the last block may be
     short. Empty data has no blocks and so no sums. New chunks use the default."""
     view = memoryview(data).cast("B")
-    # canonical form is big-endian; map over a list of slices: the fastest form found for
-    # 1,024 small blocks a chunk (a generator expression cost ~25% more)
-    return b"".join(map(xxhash.xxh3_64_digest,
-                        [view[i : i + block] for i in range(0, len(view), block)]))
+    digest = xxhash.xxh3_64_digest  # canonical form is big-endian
+    # A list of digests, each block's view freed as soon as it is hashed: the fastest
+    # form measured for 1,024 blocks a chunk (a list of the views, then map, ~12% slower;
+    # a generator expression ~25%). Holding 1,024 live views at once also set off a
+    # garbage collection per chunk (700 new container objects), and the survivors it
+    # promoted made full collections frequent: 8-9 % of the gateway's CPU on a GET
+    # through the s3 backend went to the collector (perf).
+    return b"".join([digest(view[i : i + block]) for i in range(0, len(view), block)])
 
 
 def verify_blocks(chunk_id: int, data: bytes | memoryview, first_block: int, sums: bytes,

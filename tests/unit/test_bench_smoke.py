@@ -67,3 +67,31 @@ def test_bench_chunks_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
         assert fig["rounds"] >= 3, name
     assert _positive(figures["cached_reread"]["other_references"]["first_read"]["value"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_chunks_s3_reports_nginx_relay_limit_beside_each_transfer(tmp_path: Path) -> None:
+    """Each put/get figure carries relay_limit: the same transfer through nginx as a plain
+    reverse proxy to the same backend (its MB/s, ratio to direct, CPU per MB), or the
+    reason it was skipped when nginx is missing."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.chunks_s3", "--quick", "--only", "get", "--only", "put",
+         "--data", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    figures = json.loads(proc.stdout)["figures"]
+    assert set(figures) == {"put_moto", "get_moto", "put_gateway", "get_gateway"}, sorted(figures)
+    nginx = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
+    for name, fig in figures.items():
+        relay = fig["relay_limit"]
+        if not nginx:
+            assert relay["skipped"], name
+            continue
+        assert "skipped" not in relay, f"{name}: {relay}"
+        for field in ("MB_per_s", "ratio_to_direct", "samebytes_ratio_to_relay"):
+            assert _positive(relay[field]), f"{name}.relay_limit.{field} = {relay[field]!r}"
+        assert math.isclose(relay["ratio_to_direct"], relay["MB_per_s"] / fig["limit"],
+                            rel_tol=1e-2), name
+        assert len(relay["per_round"]) == fig["rounds"], name
+        assert set(relay["cpu_ms_per_MB"]) == {"client", "gateway", "backend", "nginx"}, name
+    assert list(tmp_path.iterdir()) == []
