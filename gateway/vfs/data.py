@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import mmap
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from chunkstore.buffers import unfilled_buffer
+from chunkstore.buffers import pool as buffer_pool
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
@@ -45,6 +46,10 @@ READ_AHEAD = 4
 STREAM_PIECE = 1 << 20
 # First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
 FIRST_BUFFER = 64 << 10
+# A stored stream's MD5 is fed this much of a chunk buffer at a time: small enough that
+# the hash trails the body by little, large enough that hashlib releases the GIL and
+# the thread hops stay few.
+MD5_SEGMENT = 1 << 20
 # How far ahead of a sequential reader whole chunks are fetched from a remote store
 # (ChunkStore.prefetch; a no-op for the local disk): a few chunks in flight keep a
 # reader at the backend's bandwidth instead of one round-trip per chunk.
@@ -142,61 +147,92 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     Up to WRITE_AHEAD chunk writes are in flight while the body keeps arriving:
     each durable chunk costs two fsyncs, and waiting for them one at a time made a
     64 MiB put run at a fifth of the disk (bench/vfs.py). The MD5 runs in a worker
-    thread beside them (hashlib releases the GIL), strictly in body order.
+    thread beside them (hashlib releases the GIL), strictly in body order, fed every
+    MD5_SEGMENT bytes so that it keeps up with the body instead of starting on a chunk
+    only once the chunk is full (the last chunk's MD5 was a wait after the last byte).
     """
     md5 = Md5Stream()
     out = Written([], [])
     offset = 0
     inflight: set[asyncio.Future[None]] = set()
     ahead = max(WRITE_AHEAD, chunks.write_ahead)
+    segment = min(MD5_SEGMENT, chunk_size)
+    # Bounded: a disk or a hash slower than the body holds at most about `ahead`
+    # chunks in memory.
+    md5_ahead = ahead * max(1, chunk_size // segment)
+    fed = 0  # pieces given to the MD5
+    # Pool buffers lent to a chunk write: (pieces the MD5 must have taken first, the
+    # write, the buffer). Each goes back to the pool once both are done with it.
+    lent: deque[tuple[int, asyncio.Future[None], Any]] = deque()
 
-    async def flush(piece: bytearray | memoryview) -> None:
-        nonlocal offset
-        # Bounded: a disk or a hash slower than the body holds at most about
-        # `ahead` chunks in memory.
-        await md5.wait_below(ahead)
+    async def hash_piece(piece: memoryview) -> None:
+        nonlocal fed
+        if md5.pending() >= md5_ahead:
+            await md5.wait_below(md5_ahead)
         md5.update(piece)
+        fed += 1
+
+    def give_back() -> None:
+        hashed = fed - md5.pending()
+        while lent and lent[0][0] <= hashed and lent[0][1].done():
+            _, task, buf = lent.popleft()
+            if not task.cancelled() and task.exception() is None:
+                buffer_pool.give(buf)
+
+    async def flush(buf: Any, piece: memoryview) -> None:
+        nonlocal offset
         while len(inflight) >= ahead:
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 inflight.discard(t)
                 t.result()
-        inflight.add(asyncio.ensure_future(
-            store_piece(chunks, ids, offset, piece, out)))
+        task = asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out))
+        inflight.add(task)
+        if isinstance(buf, mmap.mmap):
+            lent.append((fed, task, buf))
+        give_back()
         offset += len(piece)
 
     # Each chunk is filled in place in its own buffer, handed over whole and never
-    # touched again: one copy per byte (socket piece -> chunk buffer) instead of the
-    # three an append/slice/delete bytearray costs (FACTS: fresh copies run ~1.8 GB/s,
-    # a third of the 64 MiB PUT's time went there). The first buffer starts small and
-    # grows, so a 4 KiB body does not allocate a whole chunk.
-    buf = bytearray(min(chunk_size, FIRST_BUFFER))
+    # touched again until it is written and hashed: one copy per byte (socket piece ->
+    # chunk buffer). Full-size buffers come from the page-aligned pool (recycled
+    # memory; the local store writes them with O_DIRECT). The first buffer starts
+    # small and grows, so a 4 KiB body does not take a whole chunk.
+    buf: Any = bytearray(min(chunk_size, FIRST_BUFFER))
     view = memoryview(buf)
     fill = 0
+    hashed_to = 0  # bytes of buf given to the MD5
     try:
         async for data in body:
             dv = memoryview(data)
             at, n = 0, len(dv)
             while at < n:
                 if fill == len(buf) and len(buf) < chunk_size:
-                    view.release()
-                    grown = bytearray(min(chunk_size, max(2 * len(buf), fill + n - at)))
-                    grown[:fill] = buf
-                    buf, view = grown, memoryview(grown)
+                    size = min(chunk_size, max(2 * len(buf), fill + n - at))
+                    grown: Any = buffer_pool.take(size) if size == chunk_size else bytearray(size)
+                    grown_view = memoryview(grown)
+                    grown_view[:fill] = view[:fill]
+                    buf, view = grown, grown_view
                 k = min(len(buf) - fill, n - at)
                 view[fill:fill + k] = dv[at:at + k]
                 fill += k
                 at += k
+                while fill - hashed_to >= segment:
+                    await hash_piece(view[hashed_to:hashed_to + segment])
+                    hashed_to += segment
                 if fill == chunk_size:
-                    view.release()
-                    await flush(buf)
-                    # Not zero-filled (160 us per 4 MiB): only the bytes copied in are
-                    # ever handed on (a short last chunk goes as view[:fill]).
-                    buf = unfilled_buffer(chunk_size)
+                    if hashed_to < fill:
+                        await hash_piece(view[hashed_to:fill])
+                    await flush(buf, view)
+                    buf = buffer_pool.take(chunk_size)
                     view = memoryview(buf)
-                    fill = 0
+                    fill = hashed_to = 0
         if fill:
-            await flush(view[:fill])
+            if hashed_to < fill:
+                await hash_piece(view[hashed_to:fill])
+            await flush(buf, view[:fill])
+        elif isinstance(buf, mmap.mmap):
+            buffer_pool.give(buf)  # taken for a next chunk the body did not have
         digest = md5.hexdigest_now()
         await asyncio.gather(*inflight)
         md5_hex = await digest
@@ -207,6 +243,7 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
         await asyncio.gather(md5.hexdigest_now(), return_exceptions=True)
         await discard(chunks, out)  # the body failed: nothing will point at these
         raise
+    give_back()  # every write done, every piece hashed: all of them
     return out, offset, md5_hex
 
 
