@@ -46,6 +46,9 @@ READ_AHEAD = 4
 STREAM_PIECE = 1 << 20
 # First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
 FIRST_BUFFER = 64 << 10
+# How long a failed stored stream waits for its running chunk writes before it deletes
+# what they wrote (a local write takes milliseconds; a stuck remote store is cut off).
+DISCARD_WAIT = 10.0
 # A stored stream's MD5 is fed this much of a chunk buffer at a time: small enough that
 # the hash trails the body by little, large enough that hashlib releases the GIL and
 # the thread hops stay few.
@@ -112,13 +115,17 @@ def chunk_errors(exc: ChunkError) -> Exception:
 
 async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
                       data: bytes | bytearray | memoryview, out: Written, *,
-                      durable: bool = True) -> None:
+                      durable: bool = True, taken: list[int] | None = None) -> None:
     """Store data as one inline extent or one chunk, appended to out. With durable
-    False the chunk must go through ``chunks.sync`` before metadata points at it."""
+    False the chunk must go through ``chunks.sync`` before metadata points at it.
+    taken, if given, gets the chunk id before the put starts (a put that fails or is
+    cancelled may still leave the chunk behind)."""
     if len(data) <= INLINE_MAX:
         out.extents.append(Extent(offset, len(data), data=bytes(data)))
         return
     cid = await ids.take()
+    if taken is not None:
+        taken.append(cid)
     try:
         info = await (chunks.put(cid, data) if durable else chunks.put_unsynced(cid, data))
     except ChunkError as e:
@@ -161,6 +168,7 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     # chunks in memory.
     md5_ahead = ahead * max(1, chunk_size // segment)
     fed = 0  # pieces given to the MD5
+    taken: list[int] = []  # every chunk id a write started with
     # Pool buffers lent to a chunk write: (pieces the MD5 must have taken first, the
     # write, the buffer). Each goes back to the pool once both are done with it.
     lent: deque[tuple[int, asyncio.Future[None], Any]] = deque()
@@ -186,7 +194,7 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
             for t in done:
                 inflight.discard(t)
                 t.result()
-        task = asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out))
+        task = asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out, taken=taken))
         inflight.add(task)
         if isinstance(buf, mmap.mmap):
             lent.append((fed, task, buf))
@@ -237,14 +245,29 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
         await asyncio.gather(*inflight)
         md5_hex = await digest
     except BaseException:
+        # The body failed: nothing will point at these chunks. Writes already running
+        # are let finish first (a cancelled local write goes on in its thread and
+        # would create its file after the delete), up to a bound for a stuck remote
+        # store; then every chunk any write started on is deleted.
+        if inflight:
+            await asyncio.wait(inflight, timeout=DISCARD_WAIT)
         for t in inflight:
             t.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)
         await asyncio.gather(md5.hexdigest_now(), return_exceptions=True)
-        await discard(chunks, out)  # the body failed: nothing will point at these
+        await discard_ids(chunks, taken)
         raise
     give_back()  # every write done, every piece hashed: all of them
     return out, offset, md5_hex
+
+
+async def discard_ids(chunks: ChunkStore, chunk_ids: list[int]) -> None:
+    """Delete chunks, present or not, that no commit will reference (best effort)."""
+    for cid in chunk_ids:
+        try:
+            await chunks.delete(cid)
+        except ChunkError:
+            pass
 
 
 async def discard(chunks: ChunkStore, written: Written) -> None:
