@@ -192,7 +192,7 @@ async def test_a_body_that_fails_midway_stores_nothing_and_leaves_no_thread(
 
 
 def test_pool_buffers_start_on_a_page_and_only_a_few_idle_ones_are_kept() -> None:
-    pool = BufferPool(idle=2)
+    pool = BufferPool(idle_bytes=2 * CHUNK)
     bufs = [pool.take(CHUNK) for _ in range(4)]
     assert all(page_aligned(memoryview(b)) for b in bufs)
     assert not page_aligned(memoryview(bufs[0])[1:])
