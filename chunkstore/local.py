@@ -69,7 +69,8 @@ READ_EWMA_WEIGHT = 1 / 8
 # PUT here (1.5-2.4 ms CPU per MB on this VM, more than the MD5; O_DIRECT + fdatasync
 # 0.06 ms and 2.1-2.3 GB/s); the fdatasync that makes the chunk durable follows either
 # way. The price: a chunk just put is not in the page cache, its first read comes
-# from the disk. MinIO writes large objects with O_DIRECT for the same reason.
+# from the disk unless the store reads it back into the page cache (_warm, the
+# default). MinIO writes large objects with O_DIRECT for the same reason.
 DIRECT_MIN = 256 * 1024
 DIRECT_ALIGN = 4096  # O_DIRECT writes whole logical blocks; 4 KiB covers 512 B disks too
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -98,6 +99,18 @@ def _unlink_quietly(name: str, dir_fd: int) -> None:
         pass
 
 
+def _warm(fd: int, size: int) -> None:
+    """Ask the kernel to read a chunk written with O_DIRECT back into the page cache, as
+    a buffered write would have left it: the chunk just put is the one most likely read
+    next (a GET after a PUT ran at half speed from the disk). The read-ahead fills the
+    pages by DMA, without the CPU copy: 0.3-0.4 ms CPU per MB here against 1.5-2.4 for
+    the buffered write. Advice only: a refusal changes nothing."""
+    try:
+        os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, _DIR_FLAGS)
     try:
@@ -109,7 +122,8 @@ def _fsync_dir(path: Path) -> None:
 class LocalChunkStore(ChunkStore):
     name = "local"
 
-    def __init__(self, root: Path, *, threads: int = 8, direct_writes: bool = True) -> None:
+    def __init__(self, root: Path, *, threads: int = 8, direct_writes: bool = True,
+                 warm_direct_writes: bool = True) -> None:
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
         # Reads that may wait for the disk: the leanest hop there is (a cold 4 KiB read
@@ -123,6 +137,7 @@ class LocalChunkStore(ChunkStore):
         self._fresh: set[str] = set()  # top directories made, not yet fsynced into parents
         self._fresh_lock = threading.Lock()
         self._direct = direct_writes
+        self._warm = warm_direct_writes
 
     def path(self, chunk_id: int) -> Path:
         xx, yy = _subdir(chunk_id)
@@ -240,6 +255,8 @@ class LocalChunkStore(ChunkStore):
                         # Never retried: after a failed fsync the kernel may have dropped
                         # the dirty pages and a second fsync would "succeed" (fsyncgate).
                         os.fdatasync(fd)
+                    if direct and self._warm:
+                        _warm(fd, len(view))
                 finally:
                     os.close(fd)
                 step = "renaming"

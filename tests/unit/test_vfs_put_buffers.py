@@ -306,3 +306,24 @@ async def test_a_failed_direct_write_leaves_no_file(
 
 def test_the_module_pool_is_what_stored_streams_use() -> None:
     assert data_mod.buffer_pool is buffers_mod.pool
+
+
+async def test_a_direct_written_chunk_is_read_back_into_the_page_cache_after_its_fsync(
+        store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[str] = []
+    real_sync, real_advise = os.fdatasync, os.posix_fadvise
+
+    def sync(fd: int) -> None:
+        events.append("fdatasync")
+        real_sync(fd)
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        events.append(f"advise {offset} {length} {advice == os.POSIX_FADV_WILLNEED}")
+        real_advise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fdatasync", sync)
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    size = local_mod.DIRECT_MIN + 10
+    await store.put(1, aligned_copy(os.urandom(size)))
+    await store.put(2, os.urandom(size))  # buffered: already in the page cache
+    assert events == ["fdatasync", f"advise 0 {size} True", "fdatasync"]
