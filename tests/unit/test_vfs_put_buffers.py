@@ -32,10 +32,11 @@ from gateway.vfs.hashing import HashStream
 CHUNK = 256 * 1024
 
 
-async def pieces_of(body: bytes, size: int = 7 * 1024 + 13) -> AsyncIterator[bytes]:
+async def pieces_of(body: bytes, size: int = 7 * 1024 + 13,
+                    pause: float = 0) -> AsyncIterator[bytes]:
     for at in range(0, len(body), size):
         yield body[at:at + size]
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
 
 
 async def stored_bytes(fs: Filesystem, written: data_mod.Written) -> bytes:
@@ -74,7 +75,7 @@ class SlowMd5:
         self._h = hashlib.md5()
 
     def update(self, data: Any) -> None:
-        time.sleep(0.004)
+        time.sleep(0.008)
         self._h.update(data)
 
     def hexdigest(self) -> str:
@@ -107,10 +108,14 @@ async def test_a_pooled_buffer_is_not_refilled_before_the_md5_has_read_it(
         fs: Filesystem, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(data_mod, "buffer_pool", BufferPool())
     monkeypatch.setattr(data_mod, "Md5Stream", SlowMd5Stream)
-    monkeypatch.setattr(data_mod, "MD5_SEGMENT", 64 * 1024)  # many slow hash steps
+    # Many slow hash steps, each above the size HashStream hashes inline on the loop.
+    monkeypatch.setattr(data_mod, "MD5_SEGMENT", 128 * 1024)
+    # A wide window, so that the hash falls behind the chunk writes by many chunks (the
+    # body arrives faster than it is hashed, but slower than chunks are written).
+    monkeypatch.setattr(data_mod, "WRITE_AHEAD", 16)
     body = os.urandom(12 * CHUNK + 777)
     written, size, md5 = await asyncio.wait_for(
-        data_mod.store_stream(fs.chunks, fs.ids, CHUNK, pieces_of(body, 64 * 1024)), 120)
+        data_mod.store_stream(fs.chunks, fs.ids, CHUNK, pieces_of(body, 64 * 1024, 0.002)), 120)
     # A buffer recycled while its bytes still waited for the hash would have been
     # overwritten by a later chunk: a wrong MD5.
     assert md5 == hashlib.md5(body).hexdigest()
