@@ -44,7 +44,8 @@ READ_AHEAD = 4
 # Largest piece a stream yields: big enough to amortise per-piece costs,
 # small enough not to hold memory (FACTS: 1 MiB pieces cost nothing).
 STREAM_PIECE = 1 << 20
-# First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
+# First body buffer of a stored stream (a pooled chunk buffer takes over if the body is
+# longer).
 FIRST_BUFFER = 64 << 10
 # How long a failed stored stream waits for its running chunk writes before it deletes
 # what they wrote (a local write takes milliseconds; a stuck remote store is cut off).
@@ -204,8 +205,8 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     # Each chunk is filled in place in its own buffer, handed over whole and never
     # touched again until it is written and hashed: one copy per byte (socket piece ->
     # chunk buffer). Full-size buffers come from the page-aligned pool (recycled
-    # memory; the local store writes them with O_DIRECT). The first buffer starts
-    # small and grows, so a 4 KiB body does not take a whole chunk.
+    # memory; the local store writes them with O_DIRECT). The first buffer is small,
+    # so a 4 KiB body does not take a whole chunk.
     buf: Any = bytearray(min(chunk_size, FIRST_BUFFER))
     view = memoryview(buf)
     fill = 0
@@ -216,8 +217,10 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
             at, n = 0, len(dv)
             while at < n:
                 if fill == len(buf) and len(buf) < chunk_size:
-                    size = min(chunk_size, max(2 * len(buf), fill + n - at))
-                    grown: Any = buffer_pool.take(size) if size == chunk_size else bytearray(size)
+                    # Past the first buffer, straight to a pooled chunk buffer: doubling
+                    # a bytearray copied a chunk-sized body once more into fresh memory
+                    # (every chunk a gateway uploads to a samebytes backend is one).
+                    grown: Any = buffer_pool.take(chunk_size)
                     grown_view = memoryview(grown)
                     grown_view[:fill] = view[:fill]
                     buf, view = grown, grown_view

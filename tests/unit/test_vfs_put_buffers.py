@@ -332,3 +332,14 @@ async def test_a_direct_written_chunk_is_read_back_into_the_page_cache_after_its
     await store.put(1, aligned_copy(os.urandom(size)))
     await store.put(2, os.urandom(size))  # buffered: already in the page cache
     assert events == ["fdatasync", f"advise 0 {size} True", "fdatasync"]
+
+
+@pytest.mark.parametrize("size", [0, 1, data_mod.FIRST_BUFFER, data_mod.FIRST_BUFFER + 1,
+                                  CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK])
+async def test_bodies_around_the_buffer_sizes_store_exactly_their_bytes(
+        fs: Filesystem, size: int) -> None:
+    body = os.urandom(size)
+    written, got_size, md5 = await data_mod.store_stream(
+        fs.chunks, fs.ids, CHUNK, pieces_of(body, 50_000))
+    assert got_size == size and md5 == hashlib.md5(body).hexdigest()
+    assert await stored_bytes(fs, written) == body
