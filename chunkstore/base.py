@@ -218,7 +218,8 @@ class ChunkStore(abc.ABC):
     @abc.abstractmethod
     async def put(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
         """Store data under chunk_id; durable when it returns. Idempotent for the same id and
-        bytes. data must not be mutated until put returns."""
+        bytes. data must not be mutated until put returns, and put keeps no reference to it
+        afterwards: the caller reuses the buffer (store_stream's pool)."""
 
     async def put_unsynced(self, chunk_id: int, data: bytes | bytearray | memoryview) -> ChunkInfo:
         """Store data under chunk_id, readable at once but durable only after ``sync`` of

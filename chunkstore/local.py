@@ -5,7 +5,8 @@ out spread evenly over 65536 directories instead of filling one.
 
 A put writes a temporary file in the final directory, fdatasyncs it, renames it over the
 final name and fsyncs the directory: FACTS.md ("Chunk files") measured this as the durable
-sequence. All blocking I/O runs in this store's own thread pool so that slow fsyncs never
+sequence. A large durable put from a page-aligned buffer writes with O_DIRECT (see
+DIRECT_MIN) and then asks the kernel to read the chunk back into the page cache. All blocking I/O runs in this store's own thread pool so that slow fsyncs never
 starve the event loop or the default executor; the checksum and the verify run in the same
 worker call as the I/O (xxh3 is ~18 GiB/s, a second thread hop would cost more).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import os
 import secrets
 import threading
@@ -40,7 +42,7 @@ from .base import (
     covering_range,
     verify_blocks,
 )
-from .buffers import unfilled_buffer
+from .buffers import page_aligned, unfilled_buffer
 from .open_chunks import OpenChunks, RecentIds
 from .workers import Workers
 
@@ -62,6 +64,16 @@ ADVISED_IDS = 64
 SMALL_READ = 64 * 1024
 SLOW_READ = 0.001
 READ_EWMA_WEIGHT = 1 / 8
+# Durable puts of at least DIRECT_MIN bytes from a page-aligned buffer (BufferPool) are
+# written with O_DIRECT: the disk reads them from the caller's buffer, and no page
+# cache page is filled. Filling new page-cache pages was the dearest step of a 64 MiB
+# PUT here (1.5-2.4 ms CPU per MB on this VM, more than the MD5; O_DIRECT + fdatasync
+# 0.06 ms and 2.1-2.3 GB/s); the fdatasync that makes the chunk durable follows either
+# way. The price: a chunk just put is not in the page cache, its first read comes
+# from the disk unless the store reads it back into the page cache (_warm, the
+# default). MinIO writes large objects with O_DIRECT for the same reason.
+DIRECT_MIN = 256 * 1024
+DIRECT_ALIGN = 4096  # O_DIRECT writes whole logical blocks; 4 KiB covers 512 B disks too
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _monotonic = time.monotonic
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -88,6 +100,18 @@ def _unlink_quietly(name: str, dir_fd: int) -> None:
         pass
 
 
+def _warm(fd: int, size: int) -> None:
+    """Ask the kernel to read a chunk written with O_DIRECT back into the page cache, as
+    a buffered write would have left it: the chunk just put is the one most likely read
+    next (a GET after a PUT ran at half speed from the disk). The read-ahead fills the
+    pages by DMA, without the CPU copy: 0.3-0.4 ms CPU per MB here against 1.5-2.4 for
+    the buffered write. Advice only: a refusal changes nothing."""
+    try:
+        os.posix_fadvise(fd, 0, size, os.POSIX_FADV_WILLNEED)
+    except OSError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, _DIR_FLAGS)
     try:
@@ -99,7 +123,8 @@ def _fsync_dir(path: Path) -> None:
 class LocalChunkStore(ChunkStore):
     name = "local"
 
-    def __init__(self, root: Path, *, threads: int = 8) -> None:
+    def __init__(self, root: Path, *, threads: int = 8, direct_writes: bool = True,
+                 warm_direct_writes: bool = True) -> None:
         self.root = Path(root)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="chunkstore-local")
         # Reads that may wait for the disk: the leanest hop there is (a cold 4 KiB read
@@ -112,6 +137,8 @@ class LocalChunkStore(ChunkStore):
         self._advised = RecentIds(ADVISED_IDS)
         self._fresh: set[str] = set()  # top directories made, not yet fsynced into parents
         self._fresh_lock = threading.Lock()
+        self._direct = direct_writes
+        self._warm = warm_direct_writes
 
     def path(self, chunk_id: int) -> Path:
         xx, yy = _subdir(chunk_id)
@@ -214,22 +241,23 @@ class LocalChunkStore(ChunkStore):
         except OSError as e:
             raise _os_error(chunk_id, "creating chunk directory", e) from e
         try:
+            direct = (durable and self._direct and len(view) >= DIRECT_MIN
+                      and page_aligned(view))
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644,
-                             dir_fd=dfd)
+                fd = self._create(tmp, dfd, direct)
             except OSError as e:
                 raise _os_error(chunk_id, "creating temporary file", e) from e
             try:
                 step = "writing"
                 try:
-                    done = 0
-                    while done < len(view):
-                        done += os.write(fd, view[done:])
+                    self._write(fd, view, direct)
                     if durable:
                         step = "fdatasync"
                         # Never retried: after a failed fsync the kernel may have dropped
                         # the dirty pages and a second fsync would "succeed" (fsyncgate).
                         os.fdatasync(fd)
+                    if direct and self._warm:
+                        _warm(fd, len(view))
                 finally:
                     os.close(fd)
                 step = "renaming"
@@ -250,6 +278,35 @@ class LocalChunkStore(ChunkStore):
         finally:
             os.close(dfd)
         return info
+
+    def _create(self, tmp: str, dfd: int, direct: bool) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        if direct:
+            try:
+                return os.open(tmp, flags | os.O_DIRECT, 0o644, dir_fd=dfd)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._direct = False  # this file system has no O_DIRECT (tmpfs, some FUSE)
+        return os.open(tmp, flags, 0o644, dir_fd=dfd)
+
+    def _write(self, fd: int, view: memoryview, direct: bool) -> None:
+        """All of view into fd. Direct: the whole pages straight from the buffer to the
+        disk, then O_DIRECT is dropped for the short tail (O_DIRECT writes whole
+        blocks only); a disk that refuses the direct write gets the rest buffered."""
+        done = 0
+        if direct:
+            whole = len(view) - len(view) % DIRECT_ALIGN
+            try:
+                while done < whole:
+                    done += os.write(fd, view[done:whole])
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._direct = False  # alignment this disk does not take: never again
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_DIRECT)
+        while done < len(view):
+            done += os.write(fd, view[done:])
 
     # --- get -------------------------------------------------------------------------
 

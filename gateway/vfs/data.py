@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import mmap
 import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from chunkstore.buffers import unfilled_buffer
+from chunkstore.buffers import pool as buffer_pool
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
@@ -43,8 +44,16 @@ READ_AHEAD = 4
 # Largest piece a stream yields: big enough to amortise per-piece costs,
 # small enough not to hold memory (FACTS: 1 MiB pieces cost nothing).
 STREAM_PIECE = 1 << 20
-# First body buffer of a stored stream (grown up to a chunk as the body keeps coming).
+# First body buffer of a stored stream (a pooled chunk buffer takes over if the body is
+# longer).
 FIRST_BUFFER = 64 << 10
+# How long a failed stored stream waits for its running chunk writes before it deletes
+# what they wrote (a local write takes milliseconds; a stuck remote store is cut off).
+DISCARD_WAIT = 10.0
+# A stored stream's MD5 is fed this much of a chunk buffer at a time: small enough that
+# the hash trails the body by little, large enough that hashlib releases the GIL and
+# the thread hops stay few.
+MD5_SEGMENT = 1 << 20
 # How far ahead of a sequential reader whole chunks are fetched from a remote store
 # (ChunkStore.prefetch; a no-op for the local disk): a few chunks in flight keep a
 # reader at the backend's bandwidth instead of one round-trip per chunk.
@@ -107,13 +116,17 @@ def chunk_errors(exc: ChunkError) -> Exception:
 
 async def store_piece(chunks: ChunkStore, ids: ChunkIds, offset: int,
                       data: bytes | bytearray | memoryview, out: Written, *,
-                      durable: bool = True) -> None:
+                      durable: bool = True, taken: list[int] | None = None) -> None:
     """Store data as one inline extent or one chunk, appended to out. With durable
-    False the chunk must go through ``chunks.sync`` before metadata points at it."""
+    False the chunk must go through ``chunks.sync`` before metadata points at it.
+    taken, if given, gets the chunk id before the put starts (a put that fails or is
+    cancelled may still leave the chunk behind)."""
     if len(data) <= INLINE_MAX:
         out.extents.append(Extent(offset, len(data), data=bytes(data)))
         return
     cid = await ids.take()
+    if taken is not None:
+        taken.append(cid)
     try:
         info = await (chunks.put(cid, data) if durable else chunks.put_unsynced(cid, data))
     except ChunkError as e:
@@ -142,72 +155,122 @@ async def store_stream(chunks: ChunkStore, ids: ChunkIds, chunk_size: int,
     Up to WRITE_AHEAD chunk writes are in flight while the body keeps arriving:
     each durable chunk costs two fsyncs, and waiting for them one at a time made a
     64 MiB put run at a fifth of the disk (bench/vfs.py). The MD5 runs in a worker
-    thread beside them (hashlib releases the GIL), strictly in body order.
+    thread beside them (hashlib releases the GIL), strictly in body order, fed every
+    MD5_SEGMENT bytes so that it keeps up with the body instead of starting on a chunk
+    only once the chunk is full (the last chunk's MD5 was a wait after the last byte).
     """
     md5 = Md5Stream()
     out = Written([], [])
     offset = 0
     inflight: set[asyncio.Future[None]] = set()
     ahead = max(WRITE_AHEAD, chunks.write_ahead)
+    segment = min(MD5_SEGMENT, chunk_size)
+    # Bounded: a disk or a hash slower than the body holds at most about `ahead`
+    # chunks in memory.
+    md5_ahead = ahead * max(1, chunk_size // segment)
+    fed = 0  # pieces given to the MD5
+    taken: list[int] = []  # every chunk id a write started with
+    # Pool buffers lent to a chunk write: (pieces the MD5 must have taken first, the
+    # write, the buffer). Each goes back to the pool once both are done with it.
+    lent: deque[tuple[int, asyncio.Future[None], Any]] = deque()
 
-    async def flush(piece: bytearray | memoryview) -> None:
-        nonlocal offset
-        # Bounded: a disk or a hash slower than the body holds at most about
-        # `ahead` chunks in memory.
-        await md5.wait_below(ahead)
+    async def hash_piece(piece: memoryview) -> None:
+        nonlocal fed
+        if md5.pending() >= md5_ahead:
+            await md5.wait_below(md5_ahead)
         md5.update(piece)
+        fed += 1
+
+    def give_back() -> None:
+        hashed = fed - md5.pending()
+        while lent and lent[0][0] <= hashed and lent[0][1].done():
+            _, task, buf = lent.popleft()
+            if not task.cancelled() and task.exception() is None:
+                buffer_pool.give(buf)
+
+    async def flush(buf: Any, piece: memoryview) -> None:
+        nonlocal offset
         while len(inflight) >= ahead:
             done, _ = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
             for t in done:
                 inflight.discard(t)
                 t.result()
-        inflight.add(asyncio.ensure_future(
-            store_piece(chunks, ids, offset, piece, out)))
+        task = asyncio.ensure_future(store_piece(chunks, ids, offset, piece, out, taken=taken))
+        inflight.add(task)
+        if isinstance(buf, mmap.mmap):
+            lent.append((fed, task, buf))
+        give_back()
         offset += len(piece)
 
     # Each chunk is filled in place in its own buffer, handed over whole and never
-    # touched again: one copy per byte (socket piece -> chunk buffer) instead of the
-    # three an append/slice/delete bytearray costs (FACTS: fresh copies run ~1.8 GB/s,
-    # a third of the 64 MiB PUT's time went there). The first buffer starts small and
-    # grows, so a 4 KiB body does not allocate a whole chunk.
-    buf = bytearray(min(chunk_size, FIRST_BUFFER))
+    # touched again until it is written and hashed: one copy per byte (socket piece ->
+    # chunk buffer). Full-size buffers come from the page-aligned pool (recycled
+    # memory; the local store writes them with O_DIRECT). The first buffer is small,
+    # so a 4 KiB body does not take a whole chunk.
+    buf: Any = bytearray(min(chunk_size, FIRST_BUFFER))
     view = memoryview(buf)
     fill = 0
+    hashed_to = 0  # bytes of buf given to the MD5
     try:
         async for data in body:
             dv = memoryview(data)
             at, n = 0, len(dv)
             while at < n:
                 if fill == len(buf) and len(buf) < chunk_size:
-                    view.release()
-                    grown = bytearray(min(chunk_size, max(2 * len(buf), fill + n - at)))
-                    grown[:fill] = buf
-                    buf, view = grown, memoryview(grown)
+                    # Past the first buffer, straight to a pooled chunk buffer: doubling
+                    # a bytearray copied a chunk-sized body once more into fresh memory
+                    # (every chunk a gateway uploads to a samebytes backend is one).
+                    grown: Any = buffer_pool.take(chunk_size)
+                    grown_view = memoryview(grown)
+                    grown_view[:fill] = view[:fill]
+                    buf, view = grown, grown_view
                 k = min(len(buf) - fill, n - at)
                 view[fill:fill + k] = dv[at:at + k]
                 fill += k
                 at += k
+                while fill - hashed_to >= segment:
+                    await hash_piece(view[hashed_to:hashed_to + segment])
+                    hashed_to += segment
                 if fill == chunk_size:
-                    view.release()
-                    await flush(buf)
-                    # Not zero-filled (160 us per 4 MiB): only the bytes copied in are
-                    # ever handed on (a short last chunk goes as view[:fill]).
-                    buf = unfilled_buffer(chunk_size)
+                    if hashed_to < fill:
+                        await hash_piece(view[hashed_to:fill])
+                    await flush(buf, view)
+                    buf = buffer_pool.take(chunk_size)
                     view = memoryview(buf)
-                    fill = 0
+                    fill = hashed_to = 0
         if fill:
-            await flush(view[:fill])
+            if hashed_to < fill:
+                await hash_piece(view[hashed_to:fill])
+            await flush(buf, view[:fill])
+        elif isinstance(buf, mmap.mmap):
+            buffer_pool.give(buf)  # taken for a next chunk the body did not have
         digest = md5.hexdigest_now()
         await asyncio.gather(*inflight)
         md5_hex = await digest
     except BaseException:
+        # The body failed: nothing will point at these chunks. Writes already running
+        # are let finish first (a cancelled local write goes on in its thread and
+        # would create its file after the delete), up to a bound for a stuck remote
+        # store; then every chunk any write started on is deleted.
+        if inflight:
+            await asyncio.wait(inflight, timeout=DISCARD_WAIT)
         for t in inflight:
             t.cancel()
         await asyncio.gather(*inflight, return_exceptions=True)
         await asyncio.gather(md5.hexdigest_now(), return_exceptions=True)
-        await discard(chunks, out)  # the body failed: nothing will point at these
+        await discard_ids(chunks, taken)
         raise
+    give_back()  # every write done, every piece hashed: all of them
     return out, offset, md5_hex
+
+
+async def discard_ids(chunks: ChunkStore, chunk_ids: list[int]) -> None:
+    """Delete chunks, present or not, that no commit will reference (best effort)."""
+    for cid in chunk_ids:
+        try:
+            await chunks.delete(cid)
+        except ChunkError:
+            pass
 
 
 async def discard(chunks: ChunkStore, written: Written) -> None:
