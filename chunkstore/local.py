@@ -6,8 +6,9 @@ out spread evenly over 65536 directories instead of filling one.
 A put writes a temporary file in the final directory, fdatasyncs it, renames it over the
 final name and fsyncs the directory: FACTS.md ("Chunk files") measured this as the durable
 sequence. A large durable put from a page-aligned buffer writes with O_DIRECT (see
-DIRECT_MIN) and then asks the kernel to read the chunk back into the page cache. All blocking I/O runs in this store's own thread pool so that slow fsyncs never
-starve the event loop or the default executor; the checksum and the verify run in the same
+DIRECT_MIN) and then asks the kernel to read the chunk back into the page cache. All
+blocking I/O runs in this store's own thread pool so that slow fsyncs never starve the
+event loop or the default executor; the checksum and the verify run in the same
 worker call as the I/O (xxh3 is ~18 GiB/s, a second thread hop would cost more).
 """
 
