@@ -283,6 +283,18 @@ class ChunkStore(abc.ABC):
         Default: get_buffer."""
         return await self.get_buffer(info, offset, length)
 
+    # Whether get_blocking works: a caller's own worker thread may then read and verify
+    # pieces itself (a large GET's reader thread, gateway/body_threads.py).
+    reads_blocking: bool = False
+
+    def get_blocking(self, info: ChunkInfo, offset: int, length: int,
+                     buf: bytearray) -> bytes | memoryview:
+        """``get_into`` done on the calling thread, which may block on the disk: only for
+        a worker thread of the caller's own, never the event loop, and only when
+        ``reads_blocking``. Thread-safe; verified like get; errors are get's (a store
+        being closed raises ChunkUnavailable)."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking reads")
+
     @abc.abstractmethod
     async def delete(self, chunk_id: int) -> None:
         """Remove the chunk; a missing chunk is not an error."""

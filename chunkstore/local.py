@@ -34,6 +34,7 @@ from .base import (
     ChunkMissing,
     ChunkStore,
     ChunkStoreFull,
+    ChunkUnavailable,
     block_count,
     block_sums,
     chunk_name,
@@ -299,6 +300,17 @@ class LocalChunkStore(ChunkStore):
         return await self._get(info, first_block, start, end, buf)
 
     reads_now = True
+    reads_blocking = True
+
+    def get_blocking(self, info: ChunkInfo, offset: int, length: int,
+                     buf: bytearray) -> bytes | memoryview:
+        if self._closed:
+            raise ChunkUnavailable(info.chunk_id, "the chunk store is closed")
+        first_block, start, end = covering_range(info, offset, length)
+        if start == end:
+            return b""
+        into = buf if len(buf) >= _covered(info, first_block, end) else None
+        return self._get_sync(info, first_block, start, end, into)
 
     def get_if_cached(self, info: ChunkInfo, offset: int, length: int,
                       into: bytearray | None) -> bytes | memoryview | None:

@@ -483,6 +483,40 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
             t.cancel()
 
 
+class BlockingPieces:
+    """The bytes [start, end) of a plan as numbered pieces that a worker thread of the
+    caller's reads one at a time (``read``: may block on the disk), each verified into
+    the caller's buffer of ``buffer_size`` bytes: for a sender that overlaps reading
+    with sending on threads of its own (gateway/body_threads.py). Only for a store with
+    ``ChunkStore.reads_blocking``."""
+
+    __slots__ = ("_chunks", "_plan", "_pieces")
+
+    buffer_size = RING_BUFFER_SIZE
+
+    def __init__(self, chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> None:
+        self._chunks = chunks
+        self._plan = p
+        self._pieces = _pieces(p, start, end)
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def read(self, i: int, buf: bytearray) -> bytes | memoryview:
+        """Piece i's bytes, verified: a view of buf, or bytes of their own (holes,
+        inline extents). DataCorrupt and the rest of chunk_errors on failure."""
+        _, n, e = self._pieces[i]
+        if e is None:
+            return bytes(n)
+        if e.data is not None:
+            return e.data
+        try:
+            return self._chunks.get_blocking(self._plan.infos[e.chunk_id], e.chunk_off,
+                                             e.length, buf)
+        except ChunkError as exc:
+            raise chunk_errors(exc) from exc
+
+
 def hint_ahead(chunks: ChunkStore, p: ReadPlan, extents: Iterable[Extent | None]) -> None:
     """Tell the store which chunks these extents will read (in order, once each)."""
     seen: dict[int, ChunkInfo] = {}

@@ -76,6 +76,14 @@ class ObjectRead:
             return _empty()
         return data.stream(self.chunks, self.plan, start, end)
 
+    def blocking_pieces(self, start: int, end: int) -> data.BlockingPieces | None:
+        """[start, end) as pieces a worker thread reads (data.BlockingPieces), or None
+        when the chunk store has no blocking reads (then use ``stream``)."""
+        end = min(end, self.inode.size)
+        if self.plan is None or start >= end or not self.chunks.reads_blocking:
+            return None
+        return data.BlockingPieces(self.chunks, self.plan, start, end)
+
     def inline_bytes(self, start: int, end: int) -> bytes | None:
         """The bytes [start, end) when the snapshot already holds all of them (inline
         extents, whose checksums were verified when read, and holes), else None: a
