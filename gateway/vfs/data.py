@@ -18,13 +18,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from chunkstore.buffers import unfilled_buffer
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
 )
 from chunkstore.base import BLOCK_SIZES
-from chunkstore.buffers import unfilled_buffer
+from chunkstore.buffers import BlockViews, unfilled_buffer
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 from metadata.schema import U64, decode_extent, extent_key, read_u64
@@ -490,7 +489,7 @@ class BlockingPieces:
     with sending on threads of its own (gateway/body_threads.py). Only for a store with
     ``ChunkStore.reads_blocking``."""
 
-    __slots__ = ("_chunks", "_plan", "_pieces")
+    __slots__ = ("_chunks", "_plan", "_pieces", "_views")
 
     buffer_size = RING_BUFFER_SIZE
 
@@ -498,6 +497,9 @@ class BlockingPieces:
         self._chunks = chunks
         self._plan = p
         self._pieces = _pieces(p, start, end)
+        # The block views of each buffer read into (a sender recycles a few): keyed by
+        # id, which stays unique because each BlockViews holds its buffer.
+        self._views: dict[int, BlockViews] = {}
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -511,8 +513,11 @@ class BlockingPieces:
         if e.data is not None:
             return e.data
         try:
+            views = self._views.get(id(buf))
+            if views is None:
+                views = self._views[id(buf)] = BlockViews(buf)
             return self._chunks.get_blocking(self._plan.infos[e.chunk_id], e.chunk_off,
-                                             e.length, buf)
+                                             e.length, buf, views)
         except ChunkError as exc:
             raise chunk_errors(exc) from exc
 
