@@ -54,6 +54,11 @@ POLL_SECONDS = 0.5
 # caller is told to keep to the loop's own path (a client not reading at all).
 FLUSH_SECONDS = 1.0
 
+# Bodies sent by threads at once, per process: each holds two threads and BUFFERS
+# buffers; past this many a caller keeps to its loop's own path (``has_room``), so a
+# crowd of large GETs cannot make hundreds of threads.
+MAX_SENDS = 16
+
 Read = Callable[[int, bytearray], "bytes | bytearray | memoryview"]
 
 _END = object()
@@ -68,6 +73,14 @@ class _Failed:
 
 class _Stopped(Exception):
     """The loop cancelled the send."""
+
+
+_active = 0  # bodies being sent by threads (counted on the event loop's thread)
+
+
+def has_room() -> bool:
+    """Whether another body may be sent by threads now (MAX_SENDS)."""
+    return _active < MAX_SENDS
 
 
 def plain_socket(transport: asyncio.BaseTransport | None) -> socket.socket | None:
@@ -122,9 +135,22 @@ class _Job:
         self.reader = threading.Thread(target=self._reader, name="body-read", daemon=True)
         self.sender = threading.Thread(target=self._sender, name="body-send", daemon=True)
 
-    def start(self) -> None:
-        self.reader.start()
-        self.sender.start()
+    def start(self) -> bool:
+        """Start both threads; False (nothing sent, nothing left running) when the
+        process can start no more threads."""
+        try:
+            self.reader.start()
+        except RuntimeError:
+            self._sock.close()
+            return False
+        try:
+            self.sender.start()
+        except RuntimeError:
+            self._stop.set()
+            self._free.put(None)
+            self._sock.close()
+            return False
+        return True
 
     def stop(self) -> None:
         """From the loop: make both threads end soon, the sender even while blocked."""
@@ -216,14 +242,17 @@ _prctl = _find_prctl()
 
 
 async def send_body(sock: socket.socket, pieces: int, read: Read, *, buffer_size: int,
-                    buffers: int = BUFFERS) -> None:
+                    buffers: int = BUFFERS) -> bool:
     """Send pieces 0..pieces-1, each read(i, buf) into a buffer of buffer_size bytes, on
-    sock from two threads; return once the last byte is in the kernel. See the module's
-    contract for errors and cancellation."""
+    sock from two threads; True once the last byte is in the kernel, False when no
+    threads could be started (nothing was sent). See the module's contract for errors
+    and cancellation."""
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
 
     def report(outcome: BaseException | None) -> None:
+        global _active
+        _active -= 1  # the sender thread has ended (or is about to: nothing after this)
         if finished.done():
             return
         if outcome is None:
@@ -237,10 +266,14 @@ async def send_body(sock: socket.socket, pieces: int, read: Read, *, buffer_size
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
 
+    global _active
     job = _Job(sock.fileno(), pieces, read, buffer_size, buffers, done)
-    job.start()
+    if not job.start():
+        return False
+    _active += 1
     try:
         await finished
+        return True
     except asyncio.CancelledError:
         job.stop()
         raise

@@ -207,19 +207,18 @@ async def _send_from_threads(ctx: Ctx, opened: ObjectRead, start: int, end: int)
     caller streams it on the loop. A failed read raises ConnectionResetError after
     logging it: the head is gone, so the client must see the connection cut."""
     pieces = opened.blocking_pieces(start, end)
-    if pieces is None:
+    if pieces is None or not body_threads.has_room():
         return False
     transport = ctx.request.transport
     sock = body_threads.plain_socket(transport)
     if sock is None or not await body_threads.wait_until_flushed(transport):  # type: ignore[arg-type]
         return False
     try:
-        await body_threads.send_body(sock, len(pieces), pieces.read,
-                                     buffer_size=pieces.buffer_size)
+        return await body_threads.send_body(sock, len(pieces), pieces.read,
+                                            buffer_size=pieces.buffer_size)
     except FsError as e:
         log.error("GET /%s/%s: read failed mid-body, connection cut: %s", ctx.bucket, ctx.key, e)
         raise ConnectionResetError(f"read failed mid-body: {e}") from e
-    return True
 
 
 async def delete_object(ctx: Ctx) -> web.StreamResponse:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -40,11 +39,14 @@ def body_thread_names() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("body-")]
 
 
-def wait_for(pred, what: str, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+async def settled() -> None:
+    """Both threads ended and the send no longer counts against MAX_SENDS (a count left
+    behind would turn the thread path off for good)."""
+    for _ in range(3000):
+        if not body_thread_names() and body_threads._active == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"still running: {body_thread_names()}, counted {body_threads._active}")
 
 
 def drain(peer: socket.socket, out: bytearray) -> threading.Thread:
@@ -61,12 +63,12 @@ async def test_every_piece_arrives_in_order_and_the_socket_stays_non_blocking(
     ours, peer = pair
     got = bytearray()
     reader = drain(peer, got)
-    await body_threads.send_body(ours, 40, fill, buffer_size=PIECE)
+    assert await body_threads.send_body(ours, 40, fill, buffer_size=PIECE)
     assert ours.getblocking() is False  # O_NONBLOCK is shared with the dup: untouched
     ours.shutdown(socket.SHUT_WR)
     reader.join(30)
     assert bytes(got) == b"".join(piece_bytes(i) for i in range(40))
-    wait_for(lambda: not body_thread_names(), "the body threads to end")
+    await settled()
 
 
 async def test_a_read_error_is_raised_after_the_pieces_before_it_are_sent(
@@ -85,7 +87,7 @@ async def test_a_read_error_is_raised_after_the_pieces_before_it_are_sent(
     ours.shutdown(socket.SHUT_WR)
     reader.join(30)
     assert bytes(got) == b"".join(piece_bytes(i) for i in range(5))
-    wait_for(lambda: not body_thread_names(), "the body threads to end")
+    await settled()
 
 
 async def test_a_peer_that_leaves_makes_the_send_raise_connection_reset(
@@ -96,7 +98,7 @@ async def test_a_peer_that_leaves_makes_the_send_raise_connection_reset(
     peer.close()
     with pytest.raises(ConnectionResetError):
         await body_threads.send_body(ours, 400, fill, buffer_size=PIECE)
-    wait_for(lambda: not body_thread_names(), "the body threads to end")
+    await settled()
 
 
 async def test_a_cancelled_send_to_a_stalled_peer_ends_both_threads_and_shuts_the_socket(
@@ -122,7 +124,7 @@ async def test_a_cancelled_send_to_a_stalled_peer_ends_both_threads_and_shuts_th
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await asyncio.to_thread(wait_for, lambda: not body_thread_names(), "the body threads to end")
+    await settled()
     # The stop shut the connection down: the peer reads what was queued, then the end.
     peer.settimeout(30)
     total = 0
