@@ -195,6 +195,7 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
             del piece  # let the stream recycle its buffer once the socket has sent it
     except FsError as e:
         # Headers are gone already: cut the connection so the client sees a short body.
+        log.error("GET /%s/%s: read failed mid-body, connection cut: %s", ctx.bucket, ctx.key, e)
         raise ConnectionResetError(f"read failed mid-body: {e}") from e
     await resp.write_eof()
     return resp
