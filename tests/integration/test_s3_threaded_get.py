@@ -1,8 +1,6 @@
 """Large GETs sent by the reader and sender threads (gateway/body_threads.py): the same
 bytes as stored, whole and ranged; keep-alive after them; a client that leaves, a slow
-client and a corrupt chunk in the middle of one; prefork workers. (A server stop while a
-client stalls mid-body: tests/unit/test_body_threads.py cancels the send itself; the
-whole gateway takes aiohttp's two SHUTDOWN_TIMEOUT phases, a minute, on either path.)
+client, a corrupt chunk and a server stop in the middle of one; prefork workers.
 
 The thread path is observed from outside: its threads carry the OS names body-read and
 body-send (/proc/PID/task/*/comm), so a test of it fails if GETs quietly take the loop's
@@ -20,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gateway.server import SHUTDOWN_TIMEOUT
 from tests.conftest import TEST_CHUNKS, Gateway, start_gateway, wait_for
 from tests.integration.conftest import client_for
 
@@ -227,6 +226,23 @@ def test_a_corrupt_block_mid_body_is_never_sent_and_the_connection_is_cut(
     assert gateway.get("/_samebytes/health/ready")[0] == 200
     other = put(gateway, "rot", "fine", 10 * MiB)
     assert client_for(gateway).get_object(Bucket="rot", Key="fine")["Body"].read() == other
+
+
+@pytest.mark.slow  # aiohttp's two SHUTDOWN_TIMEOUT phases: a minute, on either path
+def test_a_server_stop_while_a_client_stalls_mid_body_does_not_hang(tmp_path: Path) -> None:
+    gw = start_gateway(tmp_path / "data")
+    try:
+        put(gw, "stall", "obj", 64 * MiB)
+        s = raw_get(gw, "stall", "obj", rcvbuf=64 << 10)
+        with s:
+            assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            wait_for(lambda: "body-send" in body_threads(gw.proc.pid), what="the sender thread")
+            # The client reads nothing more: the sender waits in poll() for room. The
+            # gateway gives in-flight requests their time, then cancels them: the
+            # cancelled send must stop its threads and let the process exit.
+            assert gw.stop(timeout=2 * SHUTDOWN_TIMEOUT + 60) == 0
+    finally:
+        gw.stop()
 
 
 def test_large_gets_from_prefork_workers_return_the_stored_bytes(tmp_path: Path) -> None:
