@@ -36,7 +36,8 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def body_thread_names() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("body-")]
+    """Worker threads busy with a body (idle ones wait as body-idle)."""
+    return [t.name for t in threading.enumerate() if t.name in ("body-read", "body-send")]
 
 
 async def settled() -> None:
@@ -47,6 +48,7 @@ async def settled() -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"still running: {body_thread_names()}, counted {body_threads._active}")
+
 
 
 def drain(peer: socket.socket, out: bytearray) -> threading.Thread:
@@ -131,3 +133,21 @@ async def test_a_cancelled_send_to_a_stalled_peer_ends_both_threads_and_shuts_th
     while got := peer.recv(1 << 20):
         total += len(got)
     assert 0 < total < sum(len(piece_bytes(i)) for i in range(reads + 1))
+
+
+async def test_bodies_one_after_another_reuse_a_bounded_few_worker_threads(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    ours, peer = pair
+    got = bytearray()
+    reader = drain(peer, got)
+    idents: set[int] = set()
+    for _ in range(6):
+        assert await body_threads.send_body(ours, 3, fill, buffer_size=PIECE)
+        await settled()
+        workers = [t for t in threading.enumerate() if t.name.startswith("body-")]
+        assert len(workers) <= body_threads.IDLE_WORKERS
+        idents.update(t.ident for t in workers if t.ident is not None)
+    assert len(idents) <= body_threads.IDLE_WORKERS  # the same threads, not new ones
+    ours.shutdown(socket.SHUT_WR)
+    reader.join(30)
+    assert bytes(got) == b"".join(piece_bytes(i) for i in range(3)) * 6
