@@ -124,6 +124,23 @@ def test_large_whole_and_ranged_gets_return_the_stored_bytes(gateway: Gateway) -
     assert got["Body"].read() == body[-9437185:]
 
 
+def test_a_large_multipart_object_reads_whole_and_across_part_boundaries(gateway: Gateway) -> None:
+    s3 = client_for(gateway)
+    s3.create_bucket(Bucket="parts")
+    parts = [os.urandom(5 * MiB + 1), os.urandom(5 * MiB + 4097), os.urandom(123)]
+    up = s3.create_multipart_upload(Bucket="parts", Key="obj")
+    etags = [s3.upload_part(Bucket="parts", Key="obj", UploadId=up["UploadId"], PartNumber=i + 1,
+                            Body=p)["ETag"] for i, p in enumerate(parts)]
+    s3.complete_multipart_upload(
+        Bucket="parts", Key="obj", UploadId=up["UploadId"],
+        MultipartUpload={"Parts": [{"ETag": e, "PartNumber": i + 1} for i, e in enumerate(etags)]})
+    body = b"".join(parts)
+    assert s3.get_object(Bucket="parts", Key="obj")["Body"].read() == body
+    first, last = 3 * MiB + 5, 10 * MiB + 4100 + 50  # all three parts, unaligned
+    got = s3.get_object(Bucket="parts", Key="obj", Range=f"bytes={first}-{last}")["Body"].read()
+    assert got == body[first:last + 1]
+
+
 def test_a_slow_reader_gets_every_byte_from_the_body_threads_in_bounded_memory(
         gateway: Gateway) -> None:
     body = put(gateway, "slow", "obj", 40 * MiB)
@@ -261,5 +278,8 @@ def test_large_gets_from_prefork_workers_return_the_stored_bytes(tmp_path: Path)
             assert s3.get_object(Bucket="pre", Key="obj")["Body"].read() == body
         got = s3.get_object(Bucket="pre", Key="obj", Range="bytes=3-12582915")["Body"].read()
         assert got == body[3:12582916]
+        # Served by the workers' threads (kept afterwards, idle), not the loops' path.
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        assert any(body_threads(int(c)) for c in children), children
     finally:
         gw.stop()
