@@ -139,8 +139,8 @@ def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK_SIZE,
                views: list[memoryview] | None = None) -> bytes:
     """xxh3_64 of every block, SUM_SIZE bytes each, big-endian; the last block may be
     short. Empty data has no blocks and so no sums. New chunks use the default.
-    views: ready-made views of data's whole blocks when data is the start of a
-    BlockViewBuffer (its block_views(block)): no slicing."""
+    views: ready-made views of data's whole blocks when data starts at the start of a
+    reused buffer (``BlockViews.of(block)``): no slicing."""
     if views is not None:
         whole = len(data) // block
         if whole <= len(views):
