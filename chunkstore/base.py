@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from .buffers import BlockViews
+
 BLOCK_SIZE = 4 * 1024
 # Every block size a chunk may have been written with, ascending, each at least twice the
 # one before (see block_size_of). 64 KiB: chunks written before 16 KiB became the size.
@@ -133,9 +135,19 @@ def block_size_of(chunk_id: int, size: int, sums_len: int) -> int:
                      f"for {size} bytes of data")
 
 
-def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK_SIZE) -> bytes:
+def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK_SIZE,
+               views: list[memoryview] | None = None) -> bytes:
     """xxh3_64 of every block, SUM_SIZE bytes each, big-endian; the last block may be
-    short. Empty data has no blocks and so no sums. New chunks use the default."""
+    short. Empty data has no blocks and so no sums. New chunks use the default.
+    views: ready-made views of data's whole blocks when data starts at the start of a
+    reused buffer (``BlockViews.of(block)``): no slicing."""
+    if views is not None:
+        whole = len(data) // block
+        if whole <= len(views):
+            out = b"".join(map(xxhash.xxh3_64_digest, views[:whole]))
+            if len(data) > whole * block:
+                out += xxhash.xxh3_64_digest(memoryview(data)[whole * block:])
+            return out
     view = memoryview(data).cast("B")
     digest = xxhash.xxh3_64_digest  # canonical form is big-endian
     # A list of digests, each block's view freed as soon as it is hashed: the fastest
@@ -148,7 +160,7 @@ def block_sums(data: bytes | bytearray | memoryview, block: int = BLOCK_SIZE) ->
 
 
 def verify_blocks(chunk_id: int, data: bytes | memoryview, first_block: int, sums: bytes,
-                  block: int = BLOCK_SIZE) -> None:
+                  block: int = BLOCK_SIZE, views: list[memoryview] | None = None) -> None:
     """Check data, which starts at block first_block, against the chunk's sums.
 
     data covers whole blocks of `block` bytes (the chunk's ChunkInfo.block_size), except
@@ -165,7 +177,7 @@ def verify_blocks(chunk_id: int, data: bytes | memoryview, first_block: int, sum
     if len(want) != nblocks * SUM_SIZE:
         bad = first_block + len(want) // SUM_SIZE
         raise ChunkCorrupt(chunk_id, bad, "data runs past the chunk's last block")
-    got = block_sums(data, block)
+    got = block_sums(data, block, views)
     if got == want:
         return
     # One compare of the whole run is the fast path; find the block only on failure.
@@ -287,6 +299,19 @@ class ChunkStore(abc.ABC):
         reader recycle a few buffers instead of faulting in a fresh one per piece.
         Default: get_buffer."""
         return await self.get_buffer(info, offset, length)
+
+    # Whether get_blocking works: a caller's own worker thread may then read and verify
+    # pieces itself (a large GET's reader thread, gateway/body_threads.py).
+    reads_blocking: bool = False
+
+    def get_blocking(self, info: ChunkInfo, offset: int, length: int, buf: bytearray,
+                     views: BlockViews | None = None) -> bytes | memoryview:
+        """``get_into`` done on the calling thread, which may block on the disk: only for
+        a worker thread of the caller's own, never the event loop, and only when
+        ``reads_blocking``. Thread-safe; verified like get; errors are get's (a store
+        being closed raises ChunkUnavailable). views: buf's BlockViews, kept by a caller
+        that reuses buf for many reads (verifying then slices nothing)."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking reads")
 
     @abc.abstractmethod
     async def delete(self, chunk_id: int) -> None:

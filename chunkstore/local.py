@@ -37,13 +37,14 @@ from .base import (
     ChunkMissing,
     ChunkStore,
     ChunkStoreFull,
+    ChunkUnavailable,
     block_count,
     block_sums,
     chunk_name,
     covering_range,
     verify_blocks,
 )
-from .buffers import page_aligned, unfilled_buffer
+from .buffers import BlockViews, page_aligned, unfilled_buffer
 from .open_chunks import OpenChunks, RecentIds
 from .workers import Workers
 
@@ -357,6 +358,23 @@ class LocalChunkStore(ChunkStore):
         return await self._get(info, first_block, start, end, buf)
 
     reads_now = True
+    reads_blocking = True
+
+    def get_blocking(self, info: ChunkInfo, offset: int, length: int, buf: bytearray,
+                     views: BlockViews | None = None) -> bytes | memoryview:
+        if self._closed:
+            raise ChunkUnavailable(info.chunk_id, "the chunk store is closed")
+        first_block, start, end = covering_range(info, offset, length)
+        if start == end:
+            return b""
+        block = info.block_size
+        pos = first_block * block
+        want = min(block_count(end, block) * block, info.size) - pos
+        if len(buf) < want:
+            return self._read_blocks(info, block, first_block, pos, want, start, end)
+        if views is not None and views.buffer is not buf:
+            views = None
+        return self._read_blocks(info, block, first_block, pos, want, start, end, buf, views)
 
     def get_if_cached(self, info: ChunkInfo, offset: int, length: int,
                       into: bytearray | None) -> bytes | memoryview | None:
@@ -446,7 +464,8 @@ class LocalChunkStore(ChunkStore):
         return self._read_blocks(info, block, first_block, pos, want, start, end, into)
 
     def _read_blocks(self, info: ChunkInfo, block: int, first_block: int, pos: int, want: int,
-                     start: int, end: int, into: bytearray | None = None) -> bytes:
+                     start: int, end: int, into: bytearray | None = None,
+                     views: BlockViews | None = None) -> bytes:
         """Bytes [start, end) of the chunk, from one read of its blocks [pos, pos + want)
         (first_block on, of `block` bytes) verified whole, into the caller's buffer when
         given (then a read-only view of it). May block on the disk."""
@@ -481,7 +500,8 @@ class LocalChunkStore(ChunkStore):
                 raise _os_error(cid, "reading", exc) from exc
         finally:
             self._fds.release(e)
-        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos)
+        return _verified(cid, buf, first_block, info.sums, block, start - pos, end - pos,
+                         views if into is not None else None)
 
     def prefetch(self, infos: list[ChunkInfo]) -> None:
         """Ask the kernel to read these chunks ahead (POSIX_FADV_WILLNEED) so that a
@@ -599,13 +619,15 @@ def _close_quietly(fd: int) -> None:
 
 
 def _verified(cid: int, buf: bytes | bytearray | memoryview, first_block: int, sums: bytes,
-              block: int, a: int, b: int) -> bytes:
+              block: int, a: int, b: int, views: BlockViews | None = None) -> bytes:
     """buf[a:b] once every block of buf matches its checksum. A view of a caller's buffer
-    (get_into) comes back as a read-only view of it, never copied."""
+    (get_into) comes back as a read-only view of it, never copied. views: of the buffer
+    buf starts at (spares slicing it into blocks)."""
     at = first_block * SUM_SIZE
     if len(buf) > block or xxh3_64_digest(buf) != sums[at:at + SUM_SIZE]:
         # Several blocks, or a mismatch to report (verify_blocks names the block).
-        verify_blocks(cid, memoryview(buf), first_block, sums, block)
+        verify_blocks(cid, memoryview(buf), first_block, sums, block,
+                      None if views is None else views.of(block))
     if isinstance(buf, memoryview):
         return buf[a:b].toreadonly()  # type: ignore[return-value]
     if a == 0 and b == len(buf):

@@ -19,13 +19,13 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from chunkstore.buffers import pool as buffer_pool
 from chunkstore import (
     ChunkCorrupt, ChunkError, ChunkInfo, ChunkMissing, ChunkStore, ChunkStoreFull,
     ChunkUnavailable,
 )
 from chunkstore.base import BLOCK_SIZES
-from chunkstore.buffers import unfilled_buffer
+from chunkstore.buffers import BlockViews, unfilled_buffer
+from chunkstore.buffers import pool as buffer_pool
 from metadata import INLINE_MAX, Extent, LmdbEngine
 from metadata import namespace as ns
 from metadata.schema import U64, decode_extent, extent_key, read_u64
@@ -544,6 +544,46 @@ async def stream(chunks: ChunkStore, p: ReadPlan, start: int,
     finally:
         for t in pending:
             t.cancel()
+
+
+class BlockingPieces:
+    """The bytes [start, end) of a plan as numbered pieces that a worker thread of the
+    caller's reads one at a time (``read``: may block on the disk), each verified into
+    the caller's buffer of ``buffer_size`` bytes: for a sender that overlaps reading
+    with sending on threads of its own (gateway/body_threads.py). Only for a store with
+    ``ChunkStore.reads_blocking``."""
+
+    __slots__ = ("_chunks", "_plan", "_pieces", "_views")
+
+    buffer_size = RING_BUFFER_SIZE
+
+    def __init__(self, chunks: ChunkStore, p: ReadPlan, start: int, end: int) -> None:
+        self._chunks = chunks
+        self._plan = p
+        self._pieces = _pieces(p, start, end)
+        # The block views of each buffer read into (a sender recycles a few): keyed by
+        # id, which stays unique because each BlockViews holds its buffer.
+        self._views: dict[int, BlockViews] = {}
+
+    def __len__(self) -> int:
+        return len(self._pieces)
+
+    def read(self, i: int, buf: bytearray) -> bytes | memoryview:
+        """Piece i's bytes, verified: a view of buf, or bytes of their own (holes,
+        inline extents). DataCorrupt and the rest of chunk_errors on failure."""
+        _, n, e = self._pieces[i]
+        if e is None:
+            return bytes(n)
+        if e.data is not None:
+            return e.data
+        try:
+            views = self._views.get(id(buf))
+            if views is None:
+                views = self._views[id(buf)] = BlockViews(buf)
+            return self._chunks.get_blocking(self._plan.infos[e.chunk_id], e.chunk_off,
+                                             e.length, buf, views)
+        except ChunkError as exc:
+            raise chunk_errors(exc) from exc
 
 
 def hint_ahead(chunks: ChunkStore, p: ReadPlan, extents: Iterable[Extent | None]) -> None:

@@ -76,6 +76,19 @@ class ObjectRead:
             return _empty()
         return data.stream(self.chunks, self.plan, start, end)
 
+    def blocking_pieces(self, start: int, end: int) -> data.BlockingPieces | None:
+        """[start, end) as pieces a worker thread reads (data.BlockingPieces), or None
+        when the chunk store has no blocking reads (then use ``stream``)."""
+        end = min(end, self.inode.size)
+        if self.plan is None or start >= end or not self.chunks.reads_blocking:
+            return None
+        pieces = data.BlockingPieces(self.chunks, self.plan, start, end)
+        # The first chunks to the kernel's read-ahead at once (as stream() does); later
+        # ones rely on the kernel's own read-ahead within each chunk file.
+        first = self.plan.covering(start, min(end, start + data.PREFETCH_BYTES))
+        data.hint_ahead(self.chunks, self.plan, first)
+        return pieces
+
     def inline_bytes(self, start: int, end: int) -> bytes | None:
         """The bytes [start, end) when the snapshot already holds all of them (inline
         extents, whose checksums were verified when read, and holes), else None: a

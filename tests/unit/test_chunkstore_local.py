@@ -912,3 +912,32 @@ def test_chunk_info_equality_ignores_the_cached_block_size() -> None:
     assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
     assert pickle.loads(pickle.dumps(a)) == a
 
+
+
+async def test_get_blocking_reads_into_the_callers_buffer_and_verifies_with_its_block_views(
+        store: LocalChunkStore) -> None:
+    from chunkstore.base import block_sums, span
+    from chunkstore.buffers import BlockViews
+
+    data = os.urandom(3 * MiB + 1000)  # a short last block
+    info = await store.put(BIG_ID, data)
+    assert store.reads_blocking
+    buf = bytearray(2 * MiB)
+    views = BlockViews(buf)
+    for offset, length in [(0, MiB), (5, MiB - 5), (3 * MiB - 7, 1007), (2 * MiB + 1, 1000)]:
+        assert span(info, offset, length) <= len(buf)
+        got = await asyncio.to_thread(store.get_blocking, info, offset, length, buf, views)
+        assert bytes(got) == data[offset:offset + length]
+        assert isinstance(got, memoryview) and got.obj is buf  # no copy
+    # The views give the same sums as slicing, a short last block included.
+    tail = memoryview(bytearray(data[2 * MiB:]))
+    assert block_sums(tail, info.block_size, BlockViews(tail.obj).of(info.block_size)) == \
+        block_sums(tail, info.block_size)
+    with open(store.path(BIG_ID), "r+b") as f:
+        f.seek(MiB + 4096 * 3 + 9)
+        byte = f.read(1)
+        f.seek(MiB + 4096 * 3 + 9)
+        f.write(bytes([byte[0] ^ 0x10]))
+    with pytest.raises(ChunkCorrupt) as ei:
+        await asyncio.to_thread(store.get_blocking, info, MiB, MiB, buf, views)
+    assert ei.value.block == (MiB + 4096 * 3) // info.block_size
