@@ -6,8 +6,10 @@ backend (moto's server; a second samebytes gateway on local chunks):
 1. put_<backend> / get_<backend>: one large object PUT and GET through a gateway keeping
    its chunks in that backend (read cache off, so every GET goes to the backend); limit:
    the same PUT/GET made directly against the backend. Also reported: the CPU
-   milliseconds per MB of the gateway, the backend and the client (cpu_ms_per_MB), and
-   relay_limit: the same transfer through nginx as a plain streaming reverse proxy to the
+   milliseconds per MB of the gateway, the backend, the client and everything else on
+   the box (cpu_ms_per_MB; "others"), the machine's busy cores during each step
+   (busy_cores: near the core count, the box was saturated and the ratio is the ratio
+   of CPU costs), and relay_limit: the same transfer through nginx as a plain streaming reverse proxy to the
    same backend (bench/s3.py's start_nginx, proxy mode), in the same rounds, with its
    MB/s, its ratio to direct and its CPU per MB: what a C relay that verifies nothing
    reaches on this box, i.e. the honest ceiling for the through-gateway ratio.
@@ -49,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from . import (Figure, emit, interleave, log, machine_info, make_data_dir, parser, proc_cpu_times,
-               remove_data_dir)
+               remove_data_dir, system_cpu_times)
 from . import s3 as s3bench
 
 MiB = 1 << 20
@@ -158,20 +160,35 @@ async def _get(c: Any, bucket: str, key: str, size: int) -> float:
 class CpuMeter:
     """CPU milliseconds per MB moved, per process (the client is this process), summed
     over every call of each measured step: on a small box the gateway, the backend and
-    the client share the cores, so where the CPU goes says more than MB/s alone."""
+    the client share the cores, so where the CPU goes says more than MB/s alone.
+
+    Also the machine's: "others" is the CPU of everything else on the box per MB (other
+    processes such as a test run sharing it, kernel threads such as writeback and the
+    journal, interrupts), and busy_cores the whole machine's busy CPU seconds
+    per second of the step. A through-gateway PUT costs more CPU than the direct one
+    (the gateway hashes every byte again: the ETag's MD5, the client's payload
+    SHA-256), so once the box is saturated its ratio falls to the ratio of CPU costs:
+    busy_cores near the core count says a low ratio came from the box, not a stall."""
+
+    MACHINE = "_machine"  # the whole box's busy CPU, beside the processes
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = {"client": os.getpid(), **pids}
         self.cpu: dict[str, dict[str, float]] = {}
         self.mb: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        return {name: sum(proc_cpu_times(pid)) for name, pid in self.pids.items()}
+        now = {name: sum(proc_cpu_times(pid)) for name, pid in self.pids.items()}
+        now[self.MACHINE] = sum(system_cpu_times()[:2])
+        return now
 
     def wrap(self, step: str, fn: Any, size: int) -> Any:
         async def measured(r: int) -> float:
             before = self._now()
+            t = time.perf_counter()
             v = await fn(r)
+            self.wall[step] = self.wall.get(step, 0.0) + time.perf_counter() - t
             after = self._now()
             acc = self.cpu.setdefault(step, {})
             for name in after:
@@ -181,8 +198,18 @@ class CpuMeter:
         return measured
 
     def per_mb(self, step: str) -> dict[str, float]:
-        return {name: round(1000 * sec / self.mb[step], 3)
-                for name, sec in self.cpu.get(step, {}).items()}
+        cpu = dict(self.cpu.get(step, {}))
+        machine = cpu.pop(self.MACHINE, None)
+        out = {name: round(1000 * sec / self.mb[step], 3) for name, sec in cpu.items()}
+        if machine is not None:
+            # Tick-granular /proc/stat against per-process ticks: never below zero.
+            out["others"] = round(1000 * max(0.0, machine - sum(cpu.values())) / self.mb[step], 3)
+        return out
+
+    def busy_cores(self, step: str) -> float | None:
+        machine = self.cpu.get(step, {}).get(self.MACHINE)
+        wall = self.wall.get(step)
+        return round(machine / wall, 2) if machine is not None and wall else None
 
 
 ONLY = ("put", "get", "cached", "mount")
@@ -268,6 +295,9 @@ async def bench_backend(kind: str, backend: Server, work: Path, size: int, round
         if sb in res:
             fig.extra["cpu_ms_per_MB"] = {"samebytes": meter.per_mb(sb),
                                           "limit": meter.per_mb(lim)}
+            fig.extra["busy_cores"] = {"samebytes": meter.busy_cores(sb),
+                                       "limit": meter.busy_cores(lim),
+                                       "cores": os.cpu_count()}
             fig.extra["relay_limit"] = (_relay_limit(res[rel], res[lim], res[sb],
                                                      meter.per_mb(rel), kind, op)
                                         if rel in res else {"skipped": ngx_skip})

@@ -72,7 +72,8 @@ def test_bench_chunks_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
 def test_bench_chunks_s3_reports_nginx_relay_limit_beside_each_transfer(tmp_path: Path) -> None:
     """Each put/get figure carries relay_limit: the same transfer through nginx as a plain
     reverse proxy to the same backend (its MB/s, ratio to direct, CPU per MB), or the
-    reason it was skipped when nginx is missing."""
+    reason it was skipped when nginx is missing; and busy_cores, the machine's load
+    during each side."""
     proc = subprocess.run(
         [sys.executable, "-m", "bench.chunks_s3", "--quick", "--only", "get", "--only", "put",
          "--data", str(tmp_path)],
@@ -83,6 +84,12 @@ def test_bench_chunks_s3_reports_nginx_relay_limit_beside_each_transfer(tmp_path
     assert set(figures) == {"put_moto", "get_moto", "put_gateway", "get_gateway"}, sorted(figures)
     nginx = shutil.which("nginx") is not None or os.access("/usr/sbin/nginx", os.X_OK)
     for name, fig in figures.items():
+        # The machine's load beside each: a ratio measured on a saturated box says so.
+        busy = fig["busy_cores"]
+        assert busy["cores"] == os.cpu_count(), name
+        for side in ("samebytes", "limit"):
+            assert _positive(busy[side]), f"{name}.busy_cores.{side} = {busy[side]!r}"
+            assert fig["cpu_ms_per_MB"][side]["others"] >= 0, name
         relay = fig["relay_limit"]
         if not nginx:
             assert relay["skipped"], name
@@ -93,5 +100,6 @@ def test_bench_chunks_s3_reports_nginx_relay_limit_beside_each_transfer(tmp_path
         assert math.isclose(relay["ratio_to_direct"], relay["MB_per_s"] / fig["limit"],
                             rel_tol=1e-2), name
         assert len(relay["per_round"]) == fig["rounds"], name
-        assert set(relay["cpu_ms_per_MB"]) == {"client", "gateway", "backend", "nginx"}, name
+        assert set(relay["cpu_ms_per_MB"]) == {"client", "gateway", "backend", "nginx",
+                                               "others"}, name
     assert list(tmp_path.iterdir()) == []
