@@ -90,15 +90,21 @@ class Sizes:
     small: int            # small object size
     big: int              # large object size
     big_reps: int         # large objects per round and target
+    big_get_passes: int   # GETs of each large object per round and target
     list_keys: int        # keys in the listing bucket
     list_min_s: float     # repeat full listings until this much time passed
 
     @staticmethod
     def pick(quick: bool) -> Sizes:
         if quick:
-            return Sizes(phase_s=1, small=4 * KiB, big=64 * MiB, big_reps=1, list_keys=2_000,
+            return Sizes(phase_s=1, small=4 * KiB, big=64 * MiB, big_reps=1, big_get_passes=1,
+                         list_keys=2_000,
                          list_min_s=0.2)
-        return Sizes(phase_s=2, small=4 * KiB, big=64 * MiB, big_reps=3, list_keys=10_000,
+        # A round of 3 x 64 MiB lasted ~0.1 s per target: one hiccup of this shared VM
+        # moved a round's ratio from 0.46 to 0.72 (session 7). 6 objects per PUT round and
+        # 4 GETs of each per GET round make every round last ~0.3-1 s.
+        return Sizes(phase_s=2, small=4 * KiB, big=64 * MiB, big_reps=6, big_get_passes=4,
+                     list_keys=10_000,
                      list_min_s=1.0)
 
 
@@ -1036,6 +1042,8 @@ async def bench_big(run: Run) -> dict[str, Any]:
                 h.update(b[off:off + PIECE])
         return total / 1e6 / (time.perf_counter() - t0)
 
+    first_pass: dict[str, list[float]] = {}
+
     def get_step(name: str) -> Callable[[int], Awaitable[float]]:
         async def step(r: int) -> float:
             if name.startswith("nginx"):
@@ -1047,12 +1055,25 @@ async def bench_big(run: Run) -> dict[str, Any]:
                 srv, paths = t.server, [t.presign("GET", key(r, j)) for j in range(sz.big_reps)]
             conn = _conn(srv.port)
             try:
+                # The first read of bytes just written is not timed: on this VM, guest
+                # memory the host has taken back (free page reporting) costs a host fault
+                # on its first touch, ~2.5 ms of CPU per MB, and it is paid by whoever
+                # touches the pages first: nginx in its buffered PUT, samebytes in this
+                # first GET (its O_DIRECT writes and read-back never touch them from the
+                # CPU). Kept per round as first_get_after_put, not in the figure.
+                t0 = time.perf_counter()
+                for path in paths:
+                    if http_get_count(conn, path, buf) != sz.big:
+                        raise AssertionError(f"{name}: short first GET of {path[:60]}")
+                first_pass.setdefault(name, []).append(
+                    round(total / 1e6 / (time.perf_counter() - t0), 1))
                 with run.meter.probe("get_64m", name, srv) as p:
-                    for path in paths:
-                        n = http_get_count(conn, path, buf)
-                        if n != sz.big:
-                            raise AssertionError(f"{name}: read {n} bytes, expected {sz.big}")
-                    p.work = total / 1e6
+                    for _ in range(sz.big_get_passes):
+                        for path in paths:
+                            n = http_get_count(conn, path, buf)
+                            if n != sz.big:
+                                raise AssertionError(f"{name}: read {n} bytes, expected {sz.big}")
+                    p.work = total * sz.big_get_passes / 1e6
             finally:
                 conn.close()
             return p.value
@@ -1083,7 +1104,8 @@ async def bench_big(run: Run) -> dict[str, Any]:
     res_get = {k.removeprefix("get_"): v for k, v in res.items() if k.startswith("get_")}
     client = (f"blocking http.client, one connection, one stream; GET: readinto a reused 1 MiB "
               f"buffer; PUT: body sent in 1 MiB pieces with Content-Length; {sz.big_reps} "
-              f"objects per round and target")
+              f"objects per round and target, each PUT once and then GET {sz.big_get_passes} "
+              f"times (in turn: 1 2 3 ... 1 2 3 ...)")
     put = run.figure(
         "put_64m", "MB/s (1e6 B/s)", "MB",
         f"PUT of {sz.big // MiB} MiB bodies (fresh random bytes each round) through samebytes' "
@@ -1096,13 +1118,19 @@ async def bench_big(run: Run) -> dict[str, Any]:
           "disk): the ceiling of any one-stream PUT that answers with an MD5 ETag")], client)
     get = run.figure(
         "get_64m", "MB/s (1e6 B/s)", "MB",
-        f"GET of the {sz.big // MiB} MiB objects just put (page cache warm), one stream",
+        f"GET of the {sz.big // MiB} MiB objects just put, after one untimed GET of each "
+        "(page cache warm, pages touched), one stream",
         res_get, ("nginx", "nginx GET of the file its WebDAV PUT just wrote (sendfile on, "
                   "page cache warm): the HTTP limit"),
         [("nginx_nosendfile", "the same nginx file with sendfile off (read + write through "
           "user space)"),
          ("moto", "moto_server GET of the same object: the S3 peer"),
          ("swift", "OpenStack Swift + s3api GET of the same object")], client)
+    get["first_get_after_put"] = {
+        "is": "MB/s of the untimed first GET pass of each round (the bytes' first read after "
+              "their PUT), per round; on this VM it mostly measures who pays the first touch "
+              "of guest memory (see get_step)",
+        "per_round": first_pass}
     return {"put_64m": put, "get_64m": get}
 
 
@@ -1224,8 +1252,15 @@ def target_check(figures: dict[str, Any]) -> list[dict[str, Any]]:
                 ratio = fig.get("ratio")
             else:
                 ratio = fig.get("other_references", {}).get(ref, {}).get("samebytes_ratio")
-        out.append({"target": what, "measured": ratio,
-                    "met": None if ratio is None else ratio >= minimum})
+        row: dict[str, Any] = {"target": what, "measured": ratio,
+                               "met": None if ratio is None else ratio >= minimum}
+        # A one-stream PUT answering with an MD5 ETag cannot outrun one core's MD5 of the
+        # same bytes: where that ceiling sits below the target, the JSON says so.
+        md5 = fig.get("other_references", {}).get("md5", {}).get("value")
+        if ref is not None and md5 and fig.get("limit"):
+            row["md5_ceiling_ratio"] = round(md5 / fig["limit"], 4)
+            row["reachable_here"] = md5 / fig["limit"] >= minimum
+        out.append(row)
     return out
 
 

@@ -88,6 +88,17 @@ def test_bench_s3_quick_reports_positive_figures(tmp_path: Path) -> None:
     md5 = figures["put_64m"]["other_references"]["md5"]
     assert _positive(md5["value"]) and len(md5["per_round"]) == figures["put_64m"]["rounds"]
     assert abs(md5["samebytes_ratio"] - figures["put_64m"]["samebytes"] / md5["value"]) <= 1e-3
+    # ...and the targets say whether that ceiling lets the PUT target be met here at all.
+    put_target = next(t for t in doc["targets"] if t["target"].startswith("put_64m"))
+    if "nginx" not in skipped:
+        ceiling = md5["value"] / figures["put_64m"]["limit"]
+        assert abs(put_target["md5_ceiling_ratio"] - ceiling) <= 1e-3
+        assert put_target["reachable_here"] == (ceiling >= 0.9)
+    # The untimed first GET of each round (the bytes' first read after their PUT) is kept
+    # per target and round, outside the figure.
+    first = figures["get_64m"]["first_get_after_put"]["per_round"]
+    assert len(first["samebytes"]) == figures["get_64m"]["rounds"]
+    assert all(_positive(v) for v in first["samebytes"])
     assert doc["machine"]["nproc"] >= 1
     # Every server was stopped and the data directory removed.
     assert list(tmp_path.iterdir()) == []
