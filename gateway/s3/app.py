@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..vfs import Caller, Filesystem, FsError, MIN_PART_SIZE
 from . import sigv4, xml
-from .context import Ctx, build_ctx, now
+from .context import HOST_ID, Ctx, build_ctx, now
 from .errors import S3Error, from_fs_error
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,9 @@ class S3Door:
         return bool(rec.get("public"))
 
     def public_reader(self, bucket: str) -> Caller:
-        return Caller(0, 0)
+        # Not root: a file inside the bucket that its owner may not read (written through
+        # a mount by another user, mode 0600) stays private to anonymous readers too.
+        return self.fs.bucket_owner(bucket)
 
     # -- the handler ---------------------------------------------------------------------------
 
@@ -199,17 +201,20 @@ class S3Door:
         except FsError as e:
             key_op = ctx is not None and ctx.target.key is not None
             return self.error_response(request, ctx, from_fs_error(e, key=key_op))
-        resp.headers["x-amz-request-id"] = ctx.request_id
+        if not resp.prepared:  # a streamed GET sent its head (with both ids) already
+            resp.headers["x-amz-request-id"] = ctx.request_id
+            resp.headers["x-amz-id-2"] = HOST_ID
         return resp
 
     def error_response(self, request: web.Request, ctx: Ctx | None, e: S3Error) -> web.Response:
         rid = ctx.request_id if ctx else "0"
-        headers = {"x-amz-request-id": rid, **e.headers}
+        headers = {"x-amz-request-id": rid, "x-amz-id-2": HOST_ID, **e.headers}
         if e.status >= 500 and e.code != "NotImplemented":
             log.error("%s %s -> %s: %s", request.method, request.path, e.code, e.message)
         if request.method == "HEAD" or e.status == 304:
             return web.Response(status=e.status, headers=headers)
-        body = xml.error(e.code, e.message, resource=request.path, request_id=rid, extra=e.extra)
+        body = xml.error(e.code, e.message, resource=request.path, request_id=rid,
+                         host_id=HOST_ID, extra=e.extra)
         return web.Response(status=e.status, body=body, headers=headers,
                             content_type="application/xml")
 

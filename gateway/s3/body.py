@@ -66,6 +66,7 @@ class Body:
         if self.declared is not None and (self.declared < 0 or self.declared > max_size):
             raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size",
                           status=400)
+        self._max_size = max_size  # also a body of no declared length stops there
         self._expected: dict[str, str] = {}
         for name, value in headers.items():
             alg = checksums.algorithm_for_header(name)
@@ -111,8 +112,12 @@ class Body:
 
     def _take(self, data: bytes) -> None:
         self.size += len(data)
-        if self.declared is not None and self.size > self.declared:
-            raise S3Error("IncompleteBody", "The body is longer than its declared length")
+        if self.declared is not None:
+            if self.size > self.declared:
+                raise S3Error("IncompleteBody", "The body is longer than its declared length")
+        elif self.size > self._max_size:
+            raise S3Error("EntityTooLarge", "Your proposed upload exceeds the maximum allowed size",
+                          status=400)
         if self._hashing is not None:
             self._hashing.update(data)  # bytes: never changed after this
 

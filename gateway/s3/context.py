@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import secrets
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -26,6 +29,12 @@ _ID_COUNTER = itertools.count()
 
 def _request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08X}"
+
+
+# x-amz-id-2 and an error's HostId: which host and process answered, as AWS's extended
+# request id does for support cases; opaque, the same for every answer of this process.
+HOST_ID = base64.b64encode(
+    hashlib.sha256(f"{socket.gethostname()}/{_ID_PREFIX}".encode()).digest()).decode()
 
 
 # Anonymous callers (public buckets only) act as "nobody".

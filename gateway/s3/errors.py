@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno as E
 
 from ..vfs import errors as fe
 from ..vfs import multipart as mp
@@ -88,9 +87,10 @@ def from_fs_error(e: fe.FsError, *, key: bool = True) -> S3Error:
         return S3Error("EntityTooSmall", msg)
     if isinstance(e, fe.InvalidBucketName):
         return S3Error("InvalidBucketName", msg)
+    if isinstance(e, fe.KeyTooLong):
+        return S3Error("KeyTooLongError", f"Your key is too long: {msg}", MaxSizeAllowed="1024")
     if isinstance(e, fe.InvalidKey):
-        if e.errno == E.ENAMETOOLONG:
-            return S3Error("KeyTooLongError", msg)
+        # Includes a segment over 255 bytes: a limit of paths, not of S3 (see DESIGN.md).
         return S3Error("InvalidArgument", f"Invalid key: {msg}")
     if isinstance(e, vo.KeyConflict):
         # AWS has no such case (it stores both); a file system cannot.

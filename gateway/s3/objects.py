@@ -15,11 +15,11 @@ from . import xml
 from .checksums import checksum_type
 from .body import Body
 from .buckets import XML, ts, xml_response
-from .context import Ctx
+from .context import HOST_ID, Ctx
 from .errors import S3Error, from_fs_error
 from .request import (
-    META_PREFIX, XATTR_META, check_conditions, decode_component, http_date, parse_int,
-    parse_range, parse_tagging_header, stored_headers, user_metadata,
+    META_PREFIX, XATTR_META, check_conditions, decode_component, http_date, object_encoding,
+    parse_int, parse_range, parse_tagging_header, stored_headers, user_metadata,
 )
 
 RESPONSE_OVERRIDES = {
@@ -121,10 +121,16 @@ def _object_headers(ctx: Ctx, inode: Inode, xattrs: dict[bytes, bytes], etag: st
         "Accept-Ranges": "bytes",
         # Set here, not after the handler: a streamed body's headers are sent before it returns.
         "x-amz-request-id": ctx.request_id,
+        "x-amz-id-2": HOST_ID,
     }
     extra = inode.extra
     if extra:
         for name, value in extra.get("headers", {}).items():
+            if name == "content-encoding":
+                # Objects stored before aws-chunked was dropped on write still carry it.
+                value = object_encoding(value)
+                if not value:
+                    continue
             h[name.title()] = value
         if extra.get("tags"):
             h["x-amz-tagging-count"] = str(len(extra["tags"]))

@@ -101,7 +101,7 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     try:
         if first == "":
             n = int(last)
-            if n <= 0:
+            if n <= 0 or size == 0:  # no byte of an empty object can be selected
                 raise _unsatisfiable(size)
             return max(0, size - n), size
         start = int(first)
@@ -178,14 +178,21 @@ def check_conditions(headers: Mapping[str, str], etag: str, mtime_ns: int, *,
     if if_none is not None:
         if _etag_matches(if_none, etag):
             if read and not prefix:
-                raise S3Error("NotModified", "Not Modified", status=304)
+                raise _not_modified(etag, mtime_ns)
             raise S3Error("PreconditionFailed", "At least one of the preconditions you specified did not hold",
                           Condition="If-None-Match")
     elif since is not None and mtime <= since:
         if read and not prefix:
-            raise S3Error("NotModified", "Not Modified", status=304)
+            raise _not_modified(etag, mtime_ns)
         raise S3Error("PreconditionFailed", "At least one of the preconditions you specified did not hold",
                       Condition="If-Modified-Since")
+
+
+def _not_modified(etag: str, mtime_ns: int) -> S3Error:
+    # RFC 9110 15.4.5: a 304 carries the ETag a 200 would; AWS adds Last-Modified too,
+    # which caches use to refresh what they hold.
+    return S3Error("NotModified", "Not Modified", status=304,
+                   headers={"ETag": f'"{etag}"', "Last-Modified": http_date(mtime_ns)})
 
 
 def user_metadata(headers: Mapping[str, str]) -> dict[bytes, bytes]:
@@ -205,7 +212,26 @@ def user_metadata(headers: Mapping[str, str]) -> dict[bytes, bytes]:
 
 
 def stored_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {h: headers[h] for h in STORED_HEADERS if h in headers}
+    """The system metadata headers a write stores. ``aws-chunked`` in Content-Encoding
+    names the request's framing, not the object's encoding: AWS drops it, and so do we
+    (boto3 over HTTPS sends it on every PUT; returned on GET, it makes urllib3 try to
+    decode the body)."""
+    out = {h: headers[h] for h in STORED_HEADERS if h in headers}
+    if "content-encoding" in out:
+        encoding = object_encoding(out["content-encoding"])
+        if encoding:
+            out["content-encoding"] = encoding
+        else:
+            del out["content-encoding"]
+    return out
+
+
+def object_encoding(value: str) -> str:
+    """A Content-Encoding value without its aws-chunked coding ('' when nothing is left)."""
+    if "aws-chunked" not in value.lower():
+        return value
+    return ",".join(c.strip() for c in value.split(",")
+                    if c.strip() and c.strip().lower() != "aws-chunked")
 
 
 def parse_tagging_header(value: str) -> list[list[str]]:

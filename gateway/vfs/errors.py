@@ -63,6 +63,11 @@ class InvalidKey(Invalid):
     """An S3 key that no path can represent; nothing was stored."""
 
 
+class KeyTooLong(InvalidKey):
+    """An S3 key over S3's own limit of 1024 bytes (S3's KeyTooLongError); a segment
+    no file system can name is a plain InvalidKey."""
+
+
 class InvalidBucketName(Invalid):
     pass
 

@@ -12,7 +12,7 @@ import ipaddress
 import re
 from functools import lru_cache
 
-from .errors import InvalidBucketName, InvalidKey, Invalid, NameTooLong
+from .errors import InvalidBucketName, InvalidKey, Invalid, KeyTooLong, NameTooLong
 
 MAX_KEY_BYTES = 1024   # AWS S3's limit on a key's UTF-8 length
 MAX_NAME_BYTES = 255   # NAME_MAX of every mainstream file system
@@ -35,7 +35,7 @@ def split_key(key: str | bytes) -> tuple[list[bytes], bool]:
     if not b:
         raise InvalidKey("empty key")
     if len(b) > MAX_KEY_BYTES:
-        raise InvalidKey(f"key longer than {MAX_KEY_BYTES} bytes", errno=errno.ENAMETOOLONG)
+        raise KeyTooLong(f"key longer than {MAX_KEY_BYTES} bytes", errno=errno.ENAMETOOLONG)
     if b"\x00" in b:
         raise InvalidKey("key contains NUL")
     is_dir = b.endswith(b"/")

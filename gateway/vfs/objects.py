@@ -220,6 +220,11 @@ class ObjectOps(Core):
             return out
         return self._read(op)
 
+    def bucket_owner(self, bucket: str) -> Caller:
+        """The owner of a bucket's directory, as a caller (its uid and gid)."""
+        b = self._read(lambda txn: self._bucket(txn, bucket))
+        return Caller(b.uid, b.gid)
+
     def bucket_settings(self, bucket: str) -> dict[str, Any]:
         """S3 settings of a bucket ({} when none were set)."""
         raw = self._read(lambda txn: txn.get("bucket", bucket.encode()))

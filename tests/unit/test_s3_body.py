@@ -129,3 +129,33 @@ async def test_a_client_that_stops_sending_mid_body_gets_request_timeout() -> No
         async for piece in body.pieces():
             got.append(piece)
     assert e.value.code == "RequestTimeout" and b"".join(got) == data[:50_000]
+
+
+def _aws_chunked(data: bytes, piece: int = 64 * 1024) -> bytes:
+    """data framed as an unsigned aws-chunked body (no trailer, no final chunk: cut short)."""
+    return b"".join(b"%x\r\n" % len(data[i:i + piece]) + data[i:i + piece] + b"\r\n"
+                    for i in range(0, len(data), piece))
+
+
+@pytest.mark.parametrize("framing", ["http-chunked", "aws-chunked"])
+async def test_a_body_of_no_declared_length_stops_at_the_size_limit(framing: str) -> None:
+    """Without a declared length (HTTP chunked, or aws-chunked without
+    x-amz-decoded-content-length) the body is still capped: EntityTooLarge once past the
+    limit, before much more is read."""
+    limit = 2 * MiB
+    data = os.urandom(limit + MiB)
+    if framing == "aws-chunked":
+        body = Body(Content(_aws_chunked(data)), {
+            "content-encoding": "aws-chunked",
+            "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER"}, None, max_size=limit)
+    else:
+        body = Body(Content(data), {"transfer-encoding": "chunked"}, None, max_size=limit)
+    got = 0
+    with pytest.raises(S3Error) as e:
+        async for piece in body.pieces():
+            got += len(piece)
+    assert e.value.code == "EntityTooLarge" and e.value.status == 400
+    assert got <= limit
+    # At the limit exactly, the body is whole.
+    ok = Body(Content(data[:limit]), {"transfer-encoding": "chunked"}, None, max_size=limit)
+    assert sum([len(p) async for p in ok.pieces()]) == limit
