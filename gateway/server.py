@@ -103,7 +103,9 @@ def build_app(fs: Filesystem, cfg: ServeConfig, worker: int = 0) -> web.Server:
         return door.handle(request)
 
     # Bodies are streamed by the door, never read whole: nothing here buffers a body.
-    return web.Server(marks_requests(handle), access_log=None,
+    # auto_decompress off: S3 stores a body sent with Content-Encoding: gzip as the bytes
+    # sent (pre-compressed assets); aiohttp would inflate it before the door reads it.
+    return web.Server(marks_requests(handle), access_log=None, auto_decompress=False,
                       keepalive_timeout=KEEPALIVE_TIMEOUT)
 
 

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ..vfs import Caller, Filesystem, FsError, MIN_PART_SIZE
 from . import sigv4, xml
-from .context import HOST_ID, Ctx, build_ctx, now
+from .context import HOST_ID, Ctx, build_ctx, new_request_id, now
 from .errors import S3Error, from_fs_error
 
 log = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class S3Door:
         return resp
 
     def error_response(self, request: web.Request, ctx: Ctx | None, e: S3Error) -> web.Response:
-        rid = ctx.request_id if ctx else "0"
+        rid = ctx.request_id if ctx else new_request_id()  # refused before its Ctx was made
         headers = {"x-amz-request-id": rid, "x-amz-id-2": HOST_ID, **e.headers}
         if e.status >= 500 and e.code != "NotImplemented":
             log.error("%s %s -> %s: %s", request.method, request.path, e.code, e.message)

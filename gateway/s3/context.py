@@ -27,7 +27,7 @@ _ID_PREFIX = secrets.token_hex(4).upper()
 _ID_COUNTER = itertools.count()
 
 
-def _request_id() -> str:
+def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFF:08X}"
 
 
@@ -53,7 +53,7 @@ class Ctx:
     caller: Caller = ANONYMOUS
     access_key: str | None = None
     verified: sigv4.Verified | None = None
-    request_id: str = field(default_factory=_request_id)
+    request_id: str = field(default_factory=new_request_id)
 
     @property
     def bucket(self) -> str:

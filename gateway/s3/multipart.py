@@ -122,8 +122,10 @@ async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
         assert src is not None
         check_conditions(ctx.headers, object_etag(src), src.mtime_ns, prefix="x-amz-copy-source-")
         if end is not None and end > src.size:
-            raise S3Error("InvalidRange", "The x-amz-copy-source-range is outside the source object",
-                          status=416)
+            # S3's answer here (not InvalidRange/416, which a GET's Range gets).
+            raise S3Error("InvalidArgument",
+                          f"Range specified is not valid for source object of size: {src.size}",
+                          ArgumentName="x-amz-copy-source-range")
 
     part = await ctx.door.fs.upload_part_copy(ctx.caller, ctx.bucket, ctx.key, _upload_id(ctx), number,
                                               src_bucket, src_key, start, end, precondition=source_ok)

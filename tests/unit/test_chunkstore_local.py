@@ -174,18 +174,57 @@ async def test_put_accepts_bytearray_and_memoryview(store: LocalChunkStore) -> N
 
 
 @pytest.mark.asyncio
-async def test_chunk_file_lives_at_root_low_byte_then_second_byte(store: LocalChunkStore) -> None:
+async def test_a_new_store_records_layout_2_third_byte_then_second_byte(store: LocalChunkStore) -> None:
     await store.put(0x0123456789ABCDEF, b"x")
-    assert all_files(store.root) == [store.root / "ef" / "cd" / "0123456789abcdef"]
-    assert store.path(0x0123456789ABCDEF) == store.root / "ef" / "cd" / "0123456789abcdef"
+    # Beside the root, not in it: a file of the data folder (backups carry it).
+    assert store.root.with_name("chunks.layout").read_text() == "2\n" and store.layout == 2
+    assert all_files(store.root) == [store.root / "ab" / "cd" / "0123456789abcdef"]
+    assert store.path(0x0123456789ABCDEF) == store.root / "ab" / "cd" / "0123456789abcdef"
 
 
 @pytest.mark.asyncio
-async def test_sequential_ids_spread_over_top_level_directories(store: LocalChunkStore) -> None:
-    await asyncio.gather(*(store.put(i, b"x") for i in range(512)))
-    tops = {p.name for p in store.root.iterdir()}
-    assert len(tops) == 256
-    assert {p.parent.name for p in all_files(store.root)} == {"00", "01"}
+async def test_sequential_ids_fill_one_directory_256_at_a_time(store: LocalChunkStore) -> None:
+    """A young store makes a directory (and fsyncs it into its parents) once per 256
+    chunks, not once per chunk; as ids grow they still spread over 65536 directories."""
+    ids = [*range(512), 0x10000, 0x20000]
+    await asyncio.gather(*(store.put(i, b"x") for i in ids))
+    dirs = {p.parent.relative_to(store.root).as_posix() for p in all_files(store.root)}
+    assert dirs == {"00/00", "00/01", "01/00", "02/00"}
+    assert sorted([cid async for cid, _ in store.ids()]) == ids
+
+
+@pytest.mark.asyncio
+async def test_a_store_made_before_layouts_were_recorded_keeps_layout_1(tmp_path: Path) -> None:
+    """Chunk directories and no layout file: the low byte first, as such stores were written;
+    every chunk is found where it is, listed, and new ones follow the same layout."""
+    root = tmp_path / "chunks"
+    root.mkdir()
+    layout = tmp_path / "chunks.layout"
+    layout.write_text("1\n")
+    old = LocalChunkStore(root, threads=2)
+    datas = {cid: os.urandom(100 + cid) for cid in (1, 2, 0x0102)}
+    infos = [await old.put(cid, d) for cid, d in datas.items()]
+    await old.close()
+    layout.unlink()  # as an older version left it
+    assert {p.parent.relative_to(root).as_posix() for p in all_files(root)} == {"01/00", "02/00", "02/01"}
+    reopened = LocalChunkStore(root, threads=2)
+    try:
+        for info in infos:
+            assert await reopened.get(info) == datas[info.chunk_id]
+        assert reopened.layout == 1 and not layout.exists()
+        assert sorted([cid async for cid, _ in reopened.ids()]) == sorted(datas)
+        await reopened.put(0x0203, b"new")
+        assert reopened.path(0x0203) == root / "03" / "02" / "0000000000000203"
+    finally:
+        await reopened.close()
+
+
+def test_an_unknown_layout_is_refused_not_guessed(tmp_path: Path) -> None:
+    root = tmp_path / "chunks"
+    (tmp_path / "chunks.layout").write_text("9\n")
+    store = LocalChunkStore(root, threads=1)
+    with pytest.raises(ChunkError, match="unknown chunk layout"):
+        store.path(1)
 
 
 @pytest.mark.asyncio
@@ -386,7 +425,7 @@ async def test_exists_is_true_only_for_stored_chunks(store: LocalChunkStore) -> 
     assert not await store.exists(4)
     await store.put(4, b"abc")
     assert await store.exists(4)
-    assert not await store.exists(4 + 0x10000)  # same directory, other id
+    assert not await store.exists(5)  # same directory, other id
 
 
 @pytest.mark.asyncio
@@ -513,7 +552,7 @@ async def test_eio_on_directory_fsync_raises_chunk_error_without_retry(
     fake, calls = fail_with(errno.EIO)
     monkeypatch.setattr(os, "fsync", fake)
     with pytest.raises(ChunkError) as ei:
-        await store.put(7 + 0x10000, b"second")
+        await store.put(8, b"second")  # the same directory
     assert type(ei.value) is ChunkError and ei.value.errno == errno.EIO
     assert len(calls) == 1
     assert temp_files(store.root) == []
@@ -541,7 +580,7 @@ async def test_put_syncs_file_and_directory_before_returning(
     events: list[str] = []
     for name, label in (("fdatasync", "fdatasync"), ("fsync", "fsync"), ("replace", "rename")):
         monkeypatch.setattr(os, name, recording(events, label, getattr(os, name)))
-    await store.put(7 + 0x10000, b"second")
+    await store.put(8, b"second")  # the same directory
     assert events == ["fdatasync", "rename", "fsync"]
 
 
@@ -570,9 +609,9 @@ async def test_new_directories_are_fsynced_into_their_parents(
     store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced = fsynced_paths(monkeypatch)
-    await store.put(0x0201, b"x")
+    await store.put(0x010201, b"x")
     root = store.root
-    assert synced[:3] == [str(root.parent), str(root), str(root / "01")]
+    assert synced[-4:-1] == [str(root.parent), str(root), str(root / "01")]
     assert synced[-1] == str(root / "01" / "02")
 
 
@@ -758,9 +797,9 @@ async def test_prefetch_hint_is_harmless_for_missing_and_present_chunks(store: L
 async def test_put_unsynced_flushes_nothing_until_sync_flushes_each_chunk_and_directory_once(
     store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ids = [0x0101, 0x0101 + 0x10000, 0x0202]  # two share a directory
+    ids = [0x010101, 0x010102, 0x020202]  # two share a directory
     for cid in ids:
-        await store.put(cid + 0x20000, b"makes the directories")  # the slow path fsyncs
+        await store.put(cid + 0x10, b"makes the directories")  # the slow path fsyncs
     events: list[str] = []
     for name in ("fdatasync", "fsync"):
         monkeypatch.setattr(os, name, recording(events, name, getattr(os, name)))
@@ -783,15 +822,16 @@ async def test_sync_of_a_chunk_that_is_not_there_is_an_error_naming_it(
 async def test_new_directories_of_unsynced_puts_are_fsynced_into_their_parents_by_sync(
     store: LocalChunkStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store.path(0)  # the first use records the store's layout (durably, so with fsyncs)
     synced = fsynced_paths(monkeypatch)
-    await store.put_unsynced(0x0301, b"x")
+    await store.put_unsynced(0x010301, b"x")
     assert synced == []
-    await store.put(0x0301 + 0x10000, b"y")  # a durable put into the same new directory waits
+    await store.put(0x010302, b"y")  # a durable put into the same new directory waits
     root = store.root
     assert synced[:3] == [str(root.parent), str(root), str(root / "01")]
     synced.clear()
-    await store.put_unsynced(0x0402, b"z")
-    await store.sync([0x0402])
+    await store.put_unsynced(0x020402, b"z")
+    await store.sync([0x020402])
     assert synced == [str(root.parent), str(root), str(root / "02"), str(root / "02" / "04")]
 
 
