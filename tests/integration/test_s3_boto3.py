@@ -551,3 +551,165 @@ def test_list_paging_never_repeats_or_skips_a_key_while_keys_are_added_and_remov
     missing = [k for k in stable if k not in listed]
     assert not missing, f"stable keys skipped: {missing}"
     assert set(listed) <= ever, f"keys that never existed: {set(listed) - ever}"
+
+
+# -- response-* overrides, stored system headers ----------------------------------------------
+
+OVERRIDES = {
+    "ResponseContentType": ("ContentType", "text/x-override"),
+    "ResponseContentDisposition": ("ContentDisposition", 'attachment; filename="over.txt"'),
+    "ResponseContentEncoding": ("ContentEncoding", "identity"),
+    "ResponseContentLanguage": ("ContentLanguage", "fr-CA"),
+    "ResponseCacheControl": ("CacheControl", "no-store"),
+    "ResponseExpires": ("Expires", "Thu, 01 Jan 2037 00:00:00 GMT"),
+}
+
+
+def _put_with_stored_headers(s3) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"override me", ContentType="text/plain",
+                  ContentDisposition="inline", ContentLanguage="en-GB",
+                  CacheControl="max-age=60", Expires=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+
+
+def test_response_query_parameters_override_the_stored_headers_on_get_and_head(s3) -> None:
+    """GetObject/HeadObject with response-content-type, -content-disposition,
+    -content-encoding, -content-language, -cache-control and -expires answer with
+    those values in place of the stored ones, and the body is unchanged."""
+    _put_with_stored_headers(s3)
+    kwargs = {param: value for param, (_, value) in OVERRIDES.items()}
+    got = s3.get_object(Bucket="bkt", Key="k", **kwargs)
+    assert got["Body"].read() == b"override me"
+    head = s3.head_object(Bucket="bkt", Key="k", **kwargs)
+    for answer in (got, head):
+        raw = answer["ResponseMetadata"]["HTTPHeaders"]
+        for param, (field, value) in OVERRIDES.items():
+            if field == "Expires":  # botocore parses it (and deprecates the field): read the header
+                assert raw["expires"] == value
+            else:
+                assert answer[field] == value, param
+    # Without the parameters, the stored values again.
+    plain = s3.head_object(Bucket="bkt", Key="k")
+    assert plain["ContentType"] == "text/plain" and plain["ContentLanguage"] == "en-GB"
+    assert plain["CacheControl"] == "max-age=60" and plain["ContentDisposition"] == "inline"
+
+
+def test_response_overrides_in_a_presigned_url_come_back_as_headers(s3) -> None:
+    """A presigned GET carrying response-* parameters (the usual "download as" link)
+    gets those headers from a plain HTTP client."""
+    _put_with_stored_headers(s3)
+    url = s3.generate_presigned_url("get_object", ExpiresIn=60, Params={
+        "Bucket": "bkt", "Key": "k", **{param: value for param, (_, value) in OVERRIDES.items()}})
+    with urllib.request.urlopen(url) as r:
+        assert r.read() == b"override me"
+        for _param, (field, value) in OVERRIDES.items():
+            header = {"ContentType": "Content-Type", "ContentDisposition": "Content-Disposition",
+                      "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language",
+                      "CacheControl": "Cache-Control", "Expires": "Expires"}[field]
+            assert r.headers[header] == value, header
+
+
+def test_content_language_and_expires_are_stored_and_returned(s3) -> None:
+    """PutObject's Content-Language and Expires come back on GET and HEAD, and a copy
+    with the COPY directive carries them on."""
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    expires = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    s3.put_object(Bucket="bkt", Key="k", Body=b"bonjour", ContentLanguage="fr", Expires=expires)
+    s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "k"})
+    for key in ("k", "copy"):
+        got = s3.get_object(Bucket="bkt", Key=key)
+        head = s3.head_object(Bucket="bkt", Key=key)
+        assert got["Body"].read() == b"bonjour"
+        for answer in (got, head):
+            assert answer["ContentLanguage"] == "fr"
+            assert answer["ResponseMetadata"]["HTTPHeaders"]["expires"] == "Tue, 06 May 2031 07:08:09 GMT"
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/server.py:106 builds web.Server with aiohttp's default "
+                   "auto_decompress=True: a request body sent with Content-Encoding: gzip is inflated "
+                   "before the door reads it (IncompleteBody), and one that is not gzip gives a 500")
+def test_a_gzip_encoded_body_is_stored_as_sent_and_returned_with_its_encoding(s3) -> None:
+    """S3 stores a Content-Encoding: gzip body byte for byte (the encoding describes the
+    object, as for pre-compressed web assets) and returns it with that header."""
+    import gzip
+    s3.create_bucket(Bucket="bkt")
+    packed = gzip.compress(b"hello world " * 100)
+    s3.put_object(Bucket="bkt", Key="z", Body=packed, ContentEncoding="gzip")
+    got = s3.get_object(Bucket="bkt", Key="z")
+    assert got["Body"].read() == packed and got["ContentEncoding"] == "gzip"
+    # The gateway does not decode what it stores: bytes that are not gzip are stored too.
+    s3.put_object(Bucket="bkt", Key="raw", Body=b"not gzip at all", ContentEncoding="gzip")
+    assert s3.get_object(Bucket="bkt", Key="raw")["Body"].read() == b"not gzip at all"
+
+
+# -- an object and a folder of the same name -----------------------------------------------
+
+def _complete_as_second_writer(s3, first: str, second: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Start the upload of `second` before `first` exists (the race the 409 guards),
+    then store `first` and complete."""
+    uid = s3.create_multipart_upload(Bucket="bkt", Key=second)["UploadId"]
+    etag = s3.upload_part(Bucket="bkt", Key=second, UploadId=uid, PartNumber=1, Body=b"second")["ETag"]
+    s3.put_object(Bucket="bkt", Key=first, Body=data)
+    s3.complete_multipart_upload(Bucket="bkt", Key=second, UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag}]})
+
+
+@pytest.mark.parametrize("first, second", [("a", "a/b"), ("a/b", "a")])
+@pytest.mark.parametrize("writer", ["put", "copy", "complete"])
+def test_an_object_and_a_folder_of_the_same_name_cannot_both_exist(s3, first: str, second: str,
+                                                                     writer: str) -> None:
+    """With `first` stored, writing `second` (an object below it, or an object where
+    its folder is) by PutObject, CopyObject or CompleteMultipartUpload is refused with
+    409 InvalidRequest, and `first` keeps its bytes."""
+    s3.create_bucket(Bucket="bkt")
+    data = os.urandom(1000)
+    with pytest.raises(ClientError) as e:
+        if writer == "put":
+            s3.put_object(Bucket="bkt", Key=first, Body=data)
+            s3.put_object(Bucket="bkt", Key=second, Body=b"second")
+        elif writer == "copy":
+            s3.put_object(Bucket="bkt", Key="src", Body=b"second")
+            s3.put_object(Bucket="bkt", Key=first, Body=data)
+            s3.copy_object(Bucket="bkt", Key=second, CopySource={"Bucket": "bkt", "Key": "src"})
+        else:
+            _complete_as_second_writer(s3, first, second, data)
+    assert status_of(e) == 409 and code_of(e) == "InvalidRequest"
+    assert s3.get_object(Bucket="bkt", Key=first)["Body"].read() == data
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key=second)
+    assert status_of(e) == 404
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]]
+    assert first in keys and second not in keys
+
+
+# -- keys no path can hold ---------------------------------------------------------------------
+
+def test_a_key_over_1024_bytes_is_key_too_long_and_1024_bytes_is_accepted(s3) -> None:
+    """A key of 1025 UTF-8 bytes in short segments is refused with KeyTooLongError
+    and nothing is stored; one of exactly 1024 bytes is stored and read back."""
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="kept", Body=b"kept")
+    fits = "abcdefg/" * 127 + "wxyzwxyz"  # 1016 + 8 = 1024 bytes, segments of 7 or 8
+    assert len(fits.encode()) == 1024
+    too_long = "é" + fits[1:]               # one byte more: "é" is two bytes in UTF-8
+    assert len(too_long.encode()) == 1025
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="bkt", Key=too_long, Body=b"x")
+    assert code_of(e) == "KeyTooLongError" and status_of(e) == 400
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["kept"]
+    s3.put_object(Bucket="bkt", Key=fits, Body=b"at the limit")
+    assert s3.get_object(Bucket="bkt", Key=fits)["Body"].read() == b"at the limit"
+
+
+def test_a_key_with_nul_is_invalid_argument_and_nothing_is_stored(s3) -> None:
+    """botocore sends "\\x00" in a key as %00 in the path: the gateway answers 400
+    InvalidArgument naming the NUL, and stores nothing (no "a" either)."""
+    s3.create_bucket(Bucket="bkt")
+    for key in ("a\x00b", "dir/\x00", "\x00"):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="bkt", Key=key, Body=b"x")
+        assert code_of(e) == "InvalidArgument" and status_of(e) == 400
+        assert "NUL" in e.value.response["Error"]["Message"]
+    assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
