@@ -555,3 +555,307 @@ def test_list_paging_never_repeats_or_skips_a_key_while_keys_are_added_and_remov
     missing = [k for k in stable if k not in listed]
     assert not missing, f"stable keys skipped: {missing}"
     assert set(listed) <= ever, f"keys that never existed: {set(listed) - ever}"
+
+
+# -- response-* overrides, stored system headers ----------------------------------------------
+
+OVERRIDES = {
+    "ResponseContentType": ("ContentType", "text/x-override"),
+    "ResponseContentDisposition": ("ContentDisposition", 'attachment; filename="over.txt"'),
+    "ResponseContentEncoding": ("ContentEncoding", "identity"),
+    "ResponseContentLanguage": ("ContentLanguage", "fr-CA"),
+    "ResponseCacheControl": ("CacheControl", "no-store"),
+    "ResponseExpires": ("Expires", "Thu, 01 Jan 2037 00:00:00 GMT"),
+}
+
+
+def _put_with_stored_headers(s3) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"override me", ContentType="text/plain",
+                  ContentDisposition="inline", ContentLanguage="en-GB",
+                  CacheControl="max-age=60", Expires=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+
+
+def test_response_query_parameters_override_the_stored_headers_on_get_and_head(s3) -> None:
+    """GetObject/HeadObject with response-content-type, -content-disposition,
+    -content-encoding, -content-language, -cache-control and -expires answer with
+    those values in place of the stored ones, and the body is unchanged."""
+    _put_with_stored_headers(s3)
+    kwargs = {param: value for param, (_, value) in OVERRIDES.items()}
+    got = s3.get_object(Bucket="bkt", Key="k", **kwargs)
+    assert got["Body"].read() == b"override me"
+    head = s3.head_object(Bucket="bkt", Key="k", **kwargs)
+    for answer in (got, head):
+        raw = answer["ResponseMetadata"]["HTTPHeaders"]
+        for param, (field, value) in OVERRIDES.items():
+            if field == "Expires":  # botocore parses it (and deprecates the field): read the header
+                assert raw["expires"] == value
+            else:
+                assert answer[field] == value, param
+    # Without the parameters, the stored values again.
+    plain = s3.head_object(Bucket="bkt", Key="k")
+    assert plain["ContentType"] == "text/plain" and plain["ContentLanguage"] == "en-GB"
+    assert plain["CacheControl"] == "max-age=60" and plain["ContentDisposition"] == "inline"
+
+
+def test_response_overrides_in_a_presigned_url_come_back_as_headers(s3) -> None:
+    """A presigned GET carrying response-* parameters (the usual "download as" link)
+    gets those headers from a plain HTTP client."""
+    _put_with_stored_headers(s3)
+    url = s3.generate_presigned_url("get_object", ExpiresIn=60, Params={
+        "Bucket": "bkt", "Key": "k", **{param: value for param, (_, value) in OVERRIDES.items()}})
+    with urllib.request.urlopen(url) as r:
+        assert r.read() == b"override me"
+        for _param, (field, value) in OVERRIDES.items():
+            header = {"ContentType": "Content-Type", "ContentDisposition": "Content-Disposition",
+                      "ContentEncoding": "Content-Encoding", "ContentLanguage": "Content-Language",
+                      "CacheControl": "Cache-Control", "Expires": "Expires"}[field]
+            assert r.headers[header] == value, header
+
+
+def test_content_language_and_expires_are_stored_and_returned(s3) -> None:
+    """PutObject's Content-Language and Expires come back on GET and HEAD, and a copy
+    with the COPY directive carries them on."""
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    expires = dt.datetime(2031, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
+    s3.put_object(Bucket="bkt", Key="k", Body=b"bonjour", ContentLanguage="fr", Expires=expires)
+    s3.copy_object(Bucket="bkt", Key="copy", CopySource={"Bucket": "bkt", "Key": "k"})
+    for key in ("k", "copy"):
+        got = s3.get_object(Bucket="bkt", Key=key)
+        head = s3.head_object(Bucket="bkt", Key=key)
+        assert got["Body"].read() == b"bonjour"
+        for answer in (got, head):
+            assert answer["ContentLanguage"] == "fr"
+            assert answer["ResponseMetadata"]["HTTPHeaders"]["expires"] == "Tue, 06 May 2031 07:08:09 GMT"
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/server.py:106 builds web.Server with aiohttp's default "
+                   "auto_decompress=True: a request body sent with Content-Encoding: gzip is inflated "
+                   "before the door reads it (IncompleteBody), and one that is not gzip gives a 500")
+def test_a_gzip_encoded_body_is_stored_as_sent_and_returned_with_its_encoding(s3) -> None:
+    """S3 stores a Content-Encoding: gzip body byte for byte (the encoding describes the
+    object, as for pre-compressed web assets) and returns it with that header."""
+    import gzip
+    s3.create_bucket(Bucket="bkt")
+    packed = gzip.compress(b"hello world " * 100)
+    s3.put_object(Bucket="bkt", Key="z", Body=packed, ContentEncoding="gzip")
+    got = s3.get_object(Bucket="bkt", Key="z")
+    assert got["Body"].read() == packed and got["ContentEncoding"] == "gzip"
+    # The gateway does not decode what it stores: bytes that are not gzip are stored too.
+    s3.put_object(Bucket="bkt", Key="raw", Body=b"not gzip at all", ContentEncoding="gzip")
+    assert s3.get_object(Bucket="bkt", Key="raw")["Body"].read() == b"not gzip at all"
+
+
+# -- an object and a folder of the same name -----------------------------------------------
+
+def _complete_as_second_writer(s3, first: str, second: str, data: bytes) -> None:  # type: ignore[no-untyped-def]
+    """Start the upload of `second` before `first` exists (the race the 409 guards),
+    then store `first` and complete."""
+    uid = s3.create_multipart_upload(Bucket="bkt", Key=second)["UploadId"]
+    etag = s3.upload_part(Bucket="bkt", Key=second, UploadId=uid, PartNumber=1, Body=b"second")["ETag"]
+    s3.put_object(Bucket="bkt", Key=first, Body=data)
+    s3.complete_multipart_upload(Bucket="bkt", Key=second, UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": etag}]})
+
+
+@pytest.mark.parametrize("first, second", [("a", "a/b"), ("a/b", "a")])
+@pytest.mark.parametrize("writer", ["put", "copy", "complete"])
+def test_an_object_and_a_folder_of_the_same_name_cannot_both_exist(s3, first: str, second: str,
+                                                                     writer: str) -> None:
+    """With `first` stored, writing `second` (an object below it, or an object where
+    its folder is) by PutObject, CopyObject or CompleteMultipartUpload is refused with
+    409 InvalidRequest, and `first` keeps its bytes."""
+    s3.create_bucket(Bucket="bkt")
+    data = os.urandom(1000)
+    with pytest.raises(ClientError) as e:
+        if writer == "put":
+            s3.put_object(Bucket="bkt", Key=first, Body=data)
+            s3.put_object(Bucket="bkt", Key=second, Body=b"second")
+        elif writer == "copy":
+            s3.put_object(Bucket="bkt", Key="src", Body=b"second")
+            s3.put_object(Bucket="bkt", Key=first, Body=data)
+            s3.copy_object(Bucket="bkt", Key=second, CopySource={"Bucket": "bkt", "Key": "src"})
+        else:
+            _complete_as_second_writer(s3, first, second, data)
+    assert status_of(e) == 409 and code_of(e) == "InvalidRequest"
+    assert s3.get_object(Bucket="bkt", Key=first)["Body"].read() == data
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key=second)
+    assert status_of(e) == 404
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]]
+    assert first in keys and second not in keys
+
+
+# -- keys no path can hold ---------------------------------------------------------------------
+
+def test_a_key_over_1024_bytes_is_key_too_long_and_1024_bytes_is_accepted(s3) -> None:
+    """A key of 1025 UTF-8 bytes in short segments is refused with KeyTooLongError
+    and nothing is stored; one of exactly 1024 bytes is stored and read back."""
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="kept", Body=b"kept")
+    fits = "abcdefg/" * 127 + "wxyzwxyz"  # 1016 + 8 = 1024 bytes, segments of 7 or 8
+    assert len(fits.encode()) == 1024
+    too_long = "é" + fits[1:]               # one byte more: "é" is two bytes in UTF-8
+    assert len(too_long.encode()) == 1025
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket="bkt", Key=too_long, Body=b"x")
+    assert code_of(e) == "KeyTooLongError" and status_of(e) == 400
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["kept"]
+    s3.put_object(Bucket="bkt", Key=fits, Body=b"at the limit")
+    assert s3.get_object(Bucket="bkt", Key=fits)["Body"].read() == b"at the limit"
+
+
+def test_a_key_with_nul_is_invalid_argument_and_nothing_is_stored(s3) -> None:
+    """botocore sends "\\x00" in a key as %00 in the path: the gateway answers 400
+    InvalidArgument naming the NUL, and stores nothing (no "a" either)."""
+    s3.create_bucket(Bucket="bkt")
+    for key in ("a\x00b", "dir/\x00", "\x00"):
+        with pytest.raises(ClientError) as e:
+            s3.put_object(Bucket="bkt", Key=key, Body=b"x")
+        assert code_of(e) == "InvalidArgument" and status_of(e) == 400
+        assert "NUL" in e.value.response["Error"]["Message"]
+    assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
+
+
+# -- conditional reads by date, and on HEAD -------------------------------------------------
+
+def test_conditional_get_and_head_by_date_and_etag_follow_rfc_7232(s3) -> None:
+    """If-Modified-Since at Last-Modified gives 304, before it 200; If-Unmodified-Since
+    before Last-Modified gives 412, at it 200; the same on HEAD, where If-None-Match
+    with the ETag gives 304 and a wrong If-Match 412. An If-None-Match that does not
+    match overrides If-Modified-Since, and a matching If-Match overrides
+    If-Unmodified-Since (RFC 7232 section 6, as S3 documents)."""
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    etag = s3.put_object(Bucket="bkt", Key="k", Body=b"dated")["ETag"]
+    modified = s3.head_object(Bucket="bkt", Key="k")["LastModified"]
+    before = modified - dt.timedelta(days=1)
+    for call in (s3.get_object, s3.head_object):
+        name = call.__name__
+        with pytest.raises(ClientError) as e:
+            call(Bucket="bkt", Key="k", IfModifiedSince=modified)
+        assert status_of(e) == 304, name
+        assert call(Bucket="bkt", Key="k", IfModifiedSince=before)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        with pytest.raises(ClientError) as e:
+            call(Bucket="bkt", Key="k", IfUnmodifiedSince=before)
+        assert status_of(e) == 412, name
+        assert call(Bucket="bkt", Key="k", IfUnmodifiedSince=modified)["ResponseMetadata"]["HTTPStatusCode"] == 200
+        # Precedence: the ETag conditions decide when both kinds are sent.
+        r = call(Bucket="bkt", Key="k", IfNoneMatch='"other"', IfModifiedSince=modified)
+        assert r["ResponseMetadata"]["HTTPStatusCode"] == 200, name
+        r = call(Bucket="bkt", Key="k", IfMatch=etag, IfUnmodifiedSince=before)
+        assert r["ResponseMetadata"]["HTTPStatusCode"] == 200, name
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key="k", IfNoneMatch=etag)
+    assert status_of(e) == 304
+    assert s3.head_object(Bucket="bkt", Key="k", IfNoneMatch='"other"')["ContentLength"] == 5
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket="bkt", Key="k", IfMatch='"0000"')
+    assert status_of(e) == 412
+    assert s3.get_object(Bucket="bkt", Key="k", IfMatch=etag)["Body"].read() == b"dated"
+
+
+# -- listing and deleting at the 1000-key limits ----------------------------------------------
+
+def test_list_objects_v1_gives_next_marker_only_with_a_delimiter(s3) -> None:
+    """A truncated v1 listing without a delimiter carries no NextMarker (the client
+    pages from the last key, as on S3); with a delimiter it does."""
+    s3.create_bucket(Bucket="bkt")
+    for k in ("a", "b/x", "c"):
+        s3.put_object(Bucket="bkt", Key=k, Body=b"x")
+    r = s3.list_objects(Bucket="bkt", MaxKeys=1)
+    assert r["IsTruncated"] and [o["Key"] for o in r["Contents"]] == ["a"]
+    assert "NextMarker" not in r
+    r = s3.list_objects(Bucket="bkt", MaxKeys=2, Delimiter="/")
+    assert r["IsTruncated"] and r["NextMarker"] == "b/"
+    assert [o["Key"] for o in r["Contents"]] == ["a"] and r["CommonPrefixes"] == [{"Prefix": "b/"}]
+
+
+def test_max_keys_above_1000_is_capped_and_1000_keys_delete_in_one_request(gateway: Gateway) -> None:
+    """With 1001 keys, max-keys 5000 lists 1000 (MaxKeys says 1000, the page is
+    truncated) in v1 and v2; the next page holds the last key. DeleteObjects with
+    exactly 1000 keys (quiet) deletes them all."""
+    from concurrent.futures import ThreadPoolExecutor
+    s3 = client_for(gateway, max_pool_connections=8)
+    s3.create_bucket(Bucket="bkt")
+    keys = [f"k{i:04d}" for i in range(1001)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda k: s3.put_object(Bucket="bkt", Key=k, Body=b""), keys))
+    v1 = s3.list_objects(Bucket="bkt", MaxKeys=5000)
+    assert v1["MaxKeys"] == 1000 and v1["IsTruncated"] is True
+    assert [o["Key"] for o in v1["Contents"]] == keys[:1000]
+    v2 = s3.list_objects_v2(Bucket="bkt", MaxKeys=5000)
+    assert v2["MaxKeys"] == 1000 and v2["KeyCount"] == 1000 and v2["IsTruncated"] is True
+    rest = s3.list_objects_v2(Bucket="bkt", MaxKeys=5000, ContinuationToken=v2["NextContinuationToken"])
+    assert [o["Key"] for o in rest["Contents"]] == keys[1000:] and rest["IsTruncated"] is False
+    r = s3.delete_objects(Bucket="bkt", Delete={"Objects": [{"Key": k} for k in keys[:1000]], "Quiet": True})
+    assert r.get("Errors", []) == [] and r.get("Deleted", []) == []
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == keys[1000:]
+
+
+# -- conditional copies ---------------------------------------------------------------------
+
+def test_copy_object_source_conditions_refuse_with_412_and_pass_when_they_hold(s3) -> None:
+    """x-amz-copy-source-if-none-match (matching), -if-modified-since (at Last-Modified)
+    and -if-unmodified-since (before it) each refuse the copy with 412 and write
+    nothing; the opposite values copy. A matching if-match overrides a failing
+    if-unmodified-since, as S3 documents."""
+    import datetime as dt
+    s3.create_bucket(Bucket="bkt")
+    etag = s3.put_object(Bucket="bkt", Key="src", Body=b"copied")["ETag"]
+    modified = s3.head_object(Bucket="bkt", Key="src")["LastModified"]
+    before = modified - dt.timedelta(days=1)
+    src = {"Bucket": "bkt", "Key": "src"}
+    failing = [{"CopySourceIfNoneMatch": etag}, {"CopySourceIfModifiedSince": modified},
+               {"CopySourceIfUnmodifiedSince": before}, {"CopySourceIfMatch": '"0000"'}]
+    for cond in failing:
+        with pytest.raises(ClientError) as e:
+            s3.copy_object(Bucket="bkt", Key="refused", CopySource=src, **cond)
+        assert status_of(e) == 412 and code_of(e) == "PreconditionFailed", cond
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="bkt")["Contents"]] == ["src"]
+    passing = [{"CopySourceIfNoneMatch": '"other"'}, {"CopySourceIfModifiedSince": before},
+               {"CopySourceIfUnmodifiedSince": modified}, {"CopySourceIfMatch": etag},
+               {"CopySourceIfMatch": etag, "CopySourceIfUnmodifiedSince": before}]
+    for i, cond in enumerate(passing):
+        r = s3.copy_object(Bucket="bkt", Key=f"dst{i}", CopySource=src, **cond)
+        assert r["CopyObjectResult"]["ETag"] == etag, cond
+        assert s3.get_object(Bucket="bkt", Key=f"dst{i}")["Body"].read() == b"copied"
+
+
+def test_upload_part_copy_with_a_failing_source_condition_or_a_range_past_the_end_adds_no_part(s3) -> None:
+    """UploadPartCopy with a wrong CopySourceIfMatch is 412; with a range reaching past
+    the source's end it is refused. Neither adds a part, and the upload still completes
+    from a good part."""
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="src", Body=b"0123456789")
+    src = {"Bucket": "bkt", "Key": "src"}
+    uid = s3.create_multipart_upload(Bucket="bkt", Key="dst")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="bkt", Key="dst", UploadId=uid, PartNumber=1, CopySource=src,
+                            CopySourceIfMatch='"0000"')
+    assert status_of(e) == 412 and code_of(e) == "PreconditionFailed"
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="bkt", Key="dst", UploadId=uid, PartNumber=1, CopySource=src,
+                            CopySourceRange="bytes=5-10")  # byte 10 does not exist
+    assert status_of(e) in (400, 416) and code_of(e) in ("InvalidArgument", "InvalidRange")
+    assert s3.list_parts(Bucket="bkt", Key="dst", UploadId=uid).get("Parts", []) == []
+    r = s3.upload_part_copy(Bucket="bkt", Key="dst", UploadId=uid, PartNumber=1, CopySource=src,
+                            CopySourceRange="bytes=5-9")
+    s3.complete_multipart_upload(Bucket="bkt", Key="dst", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": r["CopyPartResult"]["ETag"]}]})
+    assert s3.get_object(Bucket="bkt", Key="dst")["Body"].read() == b"56789"
+
+
+@pytest.mark.xfail(strict=True, reason="gateway/s3/multipart.py:124-126 answers 416 InvalidRange; "
+                   "AWS answers 400 InvalidArgument 'Range specified is not valid for source object "
+                   "of size: N' (seen from S3 in fsspec/s3fs#321 and versity/versitygw#610)")
+def test_upload_part_copy_past_the_source_end_is_invalid_argument_as_on_aws(s3) -> None:
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="src", Body=b"0123456789")
+    uid = s3.create_multipart_upload(Bucket="bkt", Key="dst")["UploadId"]
+    with pytest.raises(ClientError) as e:
+        s3.upload_part_copy(Bucket="bkt", Key="dst", UploadId=uid, PartNumber=1,
+                            CopySource={"Bucket": "bkt", "Key": "src"}, CopySourceRange="bytes=0-10")
+    assert status_of(e) == 400 and code_of(e) == "InvalidArgument"
