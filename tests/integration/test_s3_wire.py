@@ -456,8 +456,6 @@ def test_every_response_carries_its_own_request_id_and_error_bodies_repeat_it(ga
     assert all(ids) and len(set(ids)) == len(ids), ids
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/s3/app.py:206 answers request id '0' when the error "
-                   "comes from parsing the request (build_ctx), so such errors all share one id")
 def test_a_request_refused_while_its_uri_is_parsed_still_gets_its_own_request_id(gateway: Gateway) -> None:
     """A key that is not UTF-8 once decoded is InvalidURI; each such answer carries a
     request id of its own, also in the body."""
