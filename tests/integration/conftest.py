@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,3 +65,25 @@ def vhost_gateway(tmp_path: Path, resolve_domain: str) -> Iterator[Gateway]:
 
 def vhost_endpoint(gw: Gateway) -> str:
     return f"http://{VHOST_DOMAIN}:{gw.s3_port}"
+
+
+# S3 checksums of whole objects, as S3 returns them (base64 of the big-endian digest).
+CHECKSUM_ALGS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
+
+
+def full_object_checksum(alg: str, data: bytes) -> str:
+    if alg == "CRC32":
+        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    if alg in ("SHA1", "SHA256"):
+        return base64.b64encode(hashlib.new(alg.lower(), data).digest()).decode()
+    from awscrt import checksums  # what botocore itself uses for the CRC32C and CRC64NVME
+    if alg == "CRC32C":
+        return base64.b64encode(checksums.crc32c(data).to_bytes(4, "big")).decode()
+    return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+def assert_no_stale_checksum(resp: dict, data: bytes, what: str) -> None:
+    """Every checksum S3 returns is the one of data (or none is returned)."""
+    for alg in CHECKSUM_ALGS:
+        if f"Checksum{alg}" in resp:
+            assert resp[f"Checksum{alg}"] == full_object_checksum(alg, data), f"{what}: stale {alg}"

@@ -26,7 +26,7 @@ pyfuse3 = pytest.importorskip("pyfuse3")
 from gateway.fuse.ops import fuse_errors  # noqa: E402
 from gateway.vfs.errors import NotFound  # noqa: E402
 from tests.conftest import IN_CI, Gateway, mounted_gateway, wait_for  # noqa: E402
-from tests.integration.conftest import client_for  # noqa: E402
+from tests.integration.conftest import assert_no_stale_checksum, client_for, full_object_checksum  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 1000
@@ -428,29 +428,6 @@ def test_s3_user_metadata_is_visible_as_xattrs_on_the_mount(door, s3) -> None:  
     wait_for(lambda: p.read_bytes() == b"payload 2", 5, "the overwrite on the mount")
     assert os.getxattr(p, "user.s3.meta.team") == b"infra"
     assert not {"user.s3.meta.run-id", "user.s3.meta.empty"} & set(os.listxattr(p))
-
-
-CHECKSUM_ALGS = ("CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256")
-
-
-def full_object_checksum(alg: str, data: bytes) -> str:
-    import base64
-    import zlib
-    if alg == "CRC32":
-        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
-    if alg in ("SHA1", "SHA256"):
-        return base64.b64encode(hashlib.new(alg.lower(), data).digest()).decode()
-    from awscrt import checksums  # what botocore itself uses for the CRC32C and CRC64NVME
-    if alg == "CRC32C":
-        return base64.b64encode(checksums.crc32c(data).to_bytes(4, "big")).decode()
-    return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
-
-
-def assert_no_stale_checksum(resp: dict, data: bytes, what: str) -> None:
-    """Every checksum S3 returns is the one of data (or none is returned)."""
-    for alg in CHECKSUM_ALGS:
-        if f"Checksum{alg}" in resp:
-            assert resp[f"Checksum{alg}"] == full_object_checksum(alg, data), f"{what}: stale {alg}"
 
 
 def test_a_write_through_the_mount_never_leaves_a_stale_s3_checksum(door, s3) -> None:  # type: ignore[no-untyped-def]
