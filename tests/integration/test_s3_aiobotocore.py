@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from urllib.parse import urlsplit
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from tests.conftest import Gateway
+from tests.integration.conftest import vhost_endpoint
 
 
 async def _run(gw: Gateway) -> None:
@@ -44,8 +46,6 @@ def test_aiobotocore_concurrent_puts_gets_and_listing(gateway: Gateway) -> None:
 
 
 async def _run_virtual(gw: Gateway) -> None:
-    from urllib.parse import urlsplit
-    from tests.integration.conftest import vhost_endpoint
     session = get_session()
     async with session.create_client(
             "s3", endpoint_url=vhost_endpoint(gw), region_name="us-east-1",

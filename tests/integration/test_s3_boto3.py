@@ -8,12 +8,15 @@ import os
 import urllib.error
 import urllib.request
 import zlib
+from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Gateway
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, vhost_endpoint
 
 
 def code_of(e: pytest.ExceptionInfo[ClientError]) -> str:
@@ -557,9 +560,6 @@ def test_boto3_with_virtual_host_addressing_against_a_domain(vhost_gateway: Gate
     """boto3 configured with addressing_style="virtual" (the bucket in the Host name, never
     in the path) against `serve --domain`: bucket creation, PUT, GET, a delimited v2
     listing, a 4-part multipart upload and deletes all reach the bucket named by the Host."""
-    from botocore.config import Config
-    import boto3
-    from tests.integration.conftest import vhost_endpoint
     gw = vhost_gateway
     s3 = boto3.client(
         "s3", endpoint_url=vhost_endpoint(gw), region_name="us-east-1",
@@ -612,5 +612,4 @@ def test_boto3_with_virtual_host_addressing_against_a_domain(vhost_gateway: Gate
     assert sent[-1] == f"http://vbkt.s3.test:{gw.s3_port}/", sent[-1]
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == []
     # No request named the bucket in its path: every one was addressed by its Host.
-    from urllib.parse import urlsplit
     assert not [u for u in sent if urlsplit(u).path.startswith("/vbkt")]

@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import TEST_CHUNKS, Gateway, start_gateway, tls_gateway_at
 from tests.integration.conftest import client_for
-from tests.integration.test_s3_threaded_get import presigned_path, rss
+from tests.integration.test_s3_threaded_get import body_threads, presigned_path, rss
+from tests.integration.test_s3_tls import https_client
 
 MiB = 1 << 20
 # moto keeps every chunk in its own memory: a smaller body there (the bound is the same).
@@ -155,7 +156,6 @@ def test_a_2_gib_get_over_tls_streams_from_the_loop_in_bounded_memory(tmp_path: 
     """Over TLS (the event loop sends the body: the body threads need a plain socket), a
     2 GiB PUT and then a 2 GiB GET each grow the gateway's RSS by less than BOUND, and the
     GET returns every byte (same length, same MD5)."""
-    from tests.integration.test_s3_tls import https_client
     with tls_gateway_at(tmp_path) as (gw, cert):
         warm_up(gw, https_client(gw, cert), "mem")
         md5, put_mem = streamed_put(gw, "mem", "big", SIZE)
@@ -168,5 +168,4 @@ def test_a_2_gib_get_over_tls_streams_from_the_loop_in_bounded_memory(tmp_path: 
         assert put_growth < BOUND, f"RSS grew by {put_growth / MiB:.0f} MiB during the PUT"
         assert get_growth < BOUND, f"RSS grew by {get_growth / MiB:.0f} MiB during the GET"
         # It was the loop's path: no body thread was started for the TLS connection.
-        from tests.integration.test_s3_threaded_get import body_threads
         assert body_threads(gw.proc.pid) == []

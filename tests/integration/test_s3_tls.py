@@ -3,6 +3,7 @@ CRC32 trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER, FACTS.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from collections.abc import Iterator
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from botocore.config import Config
 
 from tests.conftest import Gateway, tls_gateway_at
+from tests.integration.conftest import full_object_checksum
 
 
 @pytest.fixture
@@ -58,19 +62,11 @@ def test_multipart_upload_over_https(tls_gateway) -> None:
 
 
 def _aio_https_client(gw: Gateway, cert: Path):  # type: ignore[no-untyped-def]
-    from aiobotocore.config import AioConfig
-    from aiobotocore.session import get_session
     return get_session().create_client(
         "s3", endpoint_url=f"https://127.0.0.1:{gw.s3_port}", region_name="us-east-1",
         aws_access_key_id=gw.access_key, aws_secret_access_key=gw.secret_key, verify=str(cert),
         config=AioConfig(signature_version="s3v4", s3={"addressing_style": "path"},
                          retries={"max_attempts": 1}))
-
-
-def _crc32_b64(data: bytes) -> str:
-    import base64
-    import zlib
-    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
 
 
 async def _aio_over_https(gw: Gateway, cert: Path) -> None:
@@ -95,7 +91,7 @@ async def _aio_over_https(gw: Gateway, cert: Path) -> None:
                 assert await body.read() == data, key
             assert got["ContentLength"] == len(data) and got["Metadata"] == {"n": str(len(data))}
             if data:
-                assert got["ChecksumCRC32"] == _crc32_b64(data), key  # the trailer's value, stored
+                assert got["ChecksumCRC32"] == full_object_checksum("CRC32", data), key  # the trailer's value, stored
         listed = await s3.list_objects_v2(Bucket="aiotls", Prefix="d/")
         assert {o["Key"]: o["Size"] for o in listed["Contents"]} == {k: len(v) for k, v in blobs.items()}
         await s3.copy_object(Bucket="aiotls", Key="copy/nine", CopySource="aiotls/d/nine-mib")
@@ -114,7 +110,6 @@ def test_aiobotocore_over_https_puts_aws_chunked_bodies_and_gets_lists_copies_de
     a CRC32 trailer: the door stores exactly the payload bytes and the trailer's checksum,
     which a GET with ChecksumMode=ENABLED returns (and aiobotocore verifies); listing, a
     server-side copy and deletes work over the same TLS connections."""
-    import asyncio
     asyncio.run(_aio_over_https(*tls_gateway))
 
 
@@ -133,6 +128,5 @@ async def _aio_content_encoding(gw: Gateway, cert: Path) -> tuple[str | None, st
 def test_aws_chunked_is_not_stored_as_the_objects_content_encoding(tls_gateway) -> None:
     """aws-chunked is the framing of one request, not an encoding of the object: AWS strips
     it, so an object PUT over HTTPS comes back without it (or with only the user's own)."""
-    import asyncio
     plain, gz = asyncio.run(_aio_content_encoding(*tls_gateway))
     assert (plain, gz) == (None, "gzip")
