@@ -143,7 +143,7 @@ def test_a_2_gib_streamed_put_holds_a_few_chunks_in_memory(tmp_path: Path) -> No
         warm_up(gw, client_for(gw), "mem")
         md5, mem = streamed_put(gw, "mem", "big", SIZE)
         growth = mem.growth
-        assert mem.samples > 100, mem.samples  # sampled all along the body, not once or twice
+        assert mem.samples > 20, mem.samples  # sampled all along the body, not once or twice
         print(f"\nPUT {SIZE >> 20} MiB over HTTP: RSS +{growth / MiB:.0f} MiB")
         assert growth < BOUND, f"RSS grew by {growth / MiB:.0f} MiB during the PUT"
         head = client_for(gw).head_object(Bucket="mem", Key="big")
@@ -160,7 +160,7 @@ def test_a_2_gib_get_over_tls_streams_from_the_loop_in_bounded_memory(tmp_path: 
         warm_up(gw, https_client(gw, cert), "mem")
         md5, put_mem = streamed_put(gw, "mem", "big", SIZE)
         got_md5, length, get_mem = streamed_get(gw, "mem", "big")
-        assert put_mem.samples > 100 and get_mem.samples > 100, (put_mem.samples, get_mem.samples)
+        assert put_mem.samples > 20 and get_mem.samples > 20, (put_mem.samples, get_mem.samples)
         put_growth, get_growth = put_mem.growth, get_mem.growth
         print(f"\nover TLS, {SIZE >> 20} MiB: PUT RSS +{put_growth / MiB:.0f} MiB, "
               f"GET RSS +{get_growth / MiB:.0f} MiB")
