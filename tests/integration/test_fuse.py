@@ -26,7 +26,7 @@ pyfuse3 = pytest.importorskip("pyfuse3")
 from gateway.fuse.ops import fuse_errors  # noqa: E402
 from gateway.vfs.errors import NotFound  # noqa: E402
 from tests.conftest import IN_CI, Gateway, mounted_gateway, wait_for  # noqa: E402
-from tests.integration.conftest import client_for  # noqa: E402
+from tests.integration.conftest import assert_no_stale_checksum, client_for, full_object_checksum  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 1000
@@ -405,6 +405,90 @@ def test_delete_and_overwrite_via_s3_while_open_on_the_mount(door, s3) -> None: 
         assert first + fo.read() == old  # the old bytes, never a mix
         assert fd.read() == b"deleted later"
     wait_for(lambda: (mnt / "s3open" / "o").read_bytes() == b"new bytes", 5, "the overwrite")
+
+
+def test_s3_user_metadata_is_visible_as_xattrs_on_the_mount(door, s3) -> None:  # type: ignore[no-untyped-def]
+    """x-amz-meta-* of a boto3 PUT are the file's user.s3.meta.* xattrs on a real mount
+    (names lower-cased, as S3 stores them), listed with the file's other xattrs."""
+    _, mnt = door
+    s3.create_bucket(Bucket="s3meta")
+    s3.put_object(Bucket="s3meta", Key="d/obj", Body=b"payload",
+                  Metadata={"team": "ml", "Run-Id": "7", "empty": ""})
+    p = mnt / "s3meta" / "d" / "obj"
+    wait_for(p.exists, 5, "the object on the mount")
+    assert os.getxattr(p, "user.s3.meta.team") == b"ml"
+    assert os.getxattr(p, "user.s3.meta.run-id") == b"7"
+    assert os.getxattr(p, "user.s3.meta.empty") == b""
+    assert {"user.s3.meta.team", "user.s3.meta.run-id", "user.s3.meta.empty"} <= set(os.listxattr(p))
+    with pytest.raises(OSError) as e:
+        os.getxattr(p, "user.s3.meta.absent")
+    assert e.value.errno == errno.ENODATA
+    # A new PUT replaces the metadata: the old names are gone from the mount too.
+    s3.put_object(Bucket="s3meta", Key="d/obj", Body=b"payload 2", Metadata={"team": "infra"})
+    wait_for(lambda: p.read_bytes() == b"payload 2", 5, "the overwrite on the mount")
+    assert os.getxattr(p, "user.s3.meta.team") == b"infra"
+    assert not {"user.s3.meta.run-id", "user.s3.meta.empty"} & set(os.listxattr(p))
+
+
+def test_a_write_through_the_mount_never_leaves_a_stale_s3_checksum(door, s3) -> None:  # type: ignore[no-untyped-def]
+    """Objects PUT with a checksum (SHA256, boto3's default CRC32, a multipart CRC32), then
+    changed through the mount (an in-place write of the same size, an append, a truncate,
+    a rewrite of a multipart object): GET and HEAD with ChecksumMode=ENABLED and
+    GetObjectAttributes return no checksum of the old bytes, and the ETag changed."""
+    _, mnt = door
+    s3.create_bucket(Bucket="s3sum")
+    old = {"inplace": os.urandom(1 << 20), "append": os.urandom(70_000), "truncate": os.urandom(300_000),
+           "rewrite": os.urandom(4096)}
+    algs = {"inplace": "SHA256", "append": "SHA256", "truncate": None, "rewrite": "CRC32"}
+    etags = {}
+    for key, data in old.items():
+        kw = {"ChecksumAlgorithm": algs[key]} if algs[key] else {}  # None: boto3's default CRC32
+        etags[key] = s3.put_object(Bucket="s3sum", Key=key, Body=data, **kw)["ETag"]
+        head = s3.head_object(Bucket="s3sum", Key=key, ChecksumMode="ENABLED")
+        assert head[f"Checksum{algs[key] or 'CRC32'}"] == full_object_checksum(algs[key] or "CRC32", data)
+    parts = [os.urandom(5 << 20), os.urandom(5 << 20), os.urandom(1234)]
+    uid = s3.create_multipart_upload(Bucket="s3sum", Key="mp", ChecksumAlgorithm="CRC32")["UploadId"]
+    done = [{"PartNumber": n, **{k: v for k, v in s3.upload_part(
+        Bucket="s3sum", Key="mp", UploadId=uid, PartNumber=n, Body=p, ChecksumAlgorithm="CRC32").items()
+        if k in ("ETag", "ChecksumCRC32")}} for n, p in enumerate(parts, 1)]
+    etags["mp"] = s3.complete_multipart_upload(Bucket="s3sum", Key="mp", UploadId=uid,
+                                               MultipartUpload={"Parts": done})["ETag"]
+    old["mp"] = b"".join(parts)
+    assert s3.head_object(Bucket="s3sum", Key="mp", ChecksumMode="ENABLED")["ChecksumCRC32"].endswith("-3")
+    wait_for((mnt / "s3sum" / "mp").exists, 5, "the objects on the mount")
+
+    new = dict(old)
+    with open(mnt / "s3sum" / "inplace", "r+b") as f:  # the same size: only the bytes differ
+        f.seek(1000)
+        f.write(b"0123456789")
+    new["inplace"] = old["inplace"][:1000] + b"0123456789" + old["inplace"][1010:]
+    with open(mnt / "s3sum" / "append", "ab") as f:
+        f.write(b"appended")
+    new["append"] = old["append"] + b"appended"
+    os.truncate(mnt / "s3sum" / "truncate", 1000)  # a SETATTR alone, no write
+    new["truncate"] = old["truncate"][:1000]
+    (mnt / "s3sum" / "rewrite").write_bytes(b"rewritten")  # O_TRUNC, then a write
+    new["rewrite"] = b"rewritten"
+    with open(mnt / "s3sum" / "mp", "r+b") as f:  # inside part 2
+        f.seek(6 << 20)
+        f.write(b"X" * 100)
+    new["mp"] = old["mp"][:6 << 20] + b"X" * 100 + old["mp"][(6 << 20) + 100:]
+
+    for key, data in new.items():
+        got = s3.get_object(Bucket="s3sum", Key=key, ChecksumMode="ENABLED")
+        assert got["Body"].read() == data, key  # botocore also checks any checksum returned
+        assert_no_stale_checksum(got, data, f"GET {key}")
+        head = s3.head_object(Bucket="s3sum", Key=key, ChecksumMode="ENABLED")
+        assert_no_stale_checksum(head, data, f"HEAD {key}")
+        assert head["ContentLength"] == len(data)
+        assert got["ETag"] == head["ETag"] != etags[key], key
+        attrs = s3.get_object_attributes(Bucket="s3sum", Key=key,
+                                         ObjectAttributes=["ETag", "Checksum", "ObjectParts", "ObjectSize"])
+        assert_no_stale_checksum(attrs.get("Checksum", {}), data, f"GetObjectAttributes {key}")
+        assert attrs["ObjectSize"] == len(data)
+        # The old part list described the old bytes: no part checksum of them is left.
+        for part in attrs.get("ObjectParts", {}).get("Parts", []):
+            assert not any(k.startswith("Checksum") for k in part), (key, part)
 
 
 def test_a_separate_mount_process_beside_serve_flushes_on_sigterm(door, s3) -> None:  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IN_CI, Gateway
-from tests.integration.conftest import client_for
+from tests.integration.conftest import assert_no_stale_checksum, client_for, full_object_checksum
 from tests.nfs3_fixtures import NFS_DOOR, start_nfs_gateway
 
 HAVE_LIBNFS = all(shutil.which(p) for p in ("nfs-ls", "nfs-cp", "nfs-cat"))
@@ -144,3 +144,55 @@ def test_a_large_file_copies_in_and_out_with_equal_checksums(gw: Gateway, tmp_pa
     for piece in s3.get_object(Bucket="bkt", Key="large/big")["Body"].iter_chunks(1 << 20):
         h.update(piece)
     assert h.hexdigest() == sha256_file(src)
+
+
+def test_a_write_through_nfs_never_leaves_a_stale_s3_checksum(gw: Gateway) -> None:
+    """Objects PUT with a checksum, then changed over NFSv3 in place (nfs-cp cannot: it only
+    creates, GUARDED, so the calls are sent by the suite's NFSv3 client): an UNSTABLE write
+    with COMMIT, an UNSTABLE write left to the idle flush (as nfs-cp leaves its writes), a
+    FILE_SYNC write and a SETATTR truncate. GET and HEAD with ChecksumMode=ENABLED then
+    return no checksum of the old bytes, and the ETag changed."""
+    import asyncio
+
+    from gateway.nfs import nfs3_types as t
+    from tests.nfs3_fixtures import connect
+
+    s3 = client_for(gw)
+    old = {"commit": os.urandom(1 << 20), "idle": os.urandom(200_000), "sync": os.urandom(70_000),
+           "trunc": os.urandom(300_000)}
+    algs = {"commit": "SHA256", "idle": "CRC32", "sync": "SHA256", "trunc": "SHA1"}
+    etags = {}
+    for name, data in old.items():
+        etags[name] = s3.put_object(Bucket="bkt", Key=f"sums/{name}", Body=data,
+                                    ChecksumAlgorithm=algs[name])["ETag"]
+        head = s3.head_object(Bucket="bkt", Key=f"sums/{name}", ChecksumMode="ENABLED")
+        assert head[f"Checksum{algs[name]}"] == full_object_checksum(algs[name], data)
+    new = {"commit": old["commit"][:1000] + b"0123456789" + old["commit"][1010:],
+           "idle": old["idle"] + b"appended over NFS",
+           "sync": b"SYNC" + old["sync"][4:],
+           "trunc": old["trunc"][:1000]}
+
+    async def change() -> None:
+        nfs, root = await connect(gw)
+        fh = {name: await nfs.walk(root, f"bkt/sums/{name}") for name in old}
+        res = await nfs.write(fh["commit"], 1000, b"0123456789", t.UNSTABLE)
+        assert res.status == t.NFS3_OK, res
+        assert (await nfs.commit(fh["commit"])).status == t.NFS3_OK
+        res = await nfs.write(fh["idle"], len(old["idle"]), b"appended over NFS", t.UNSTABLE)
+        assert res.status == t.NFS3_OK, res  # no COMMIT: the idle flush makes it durable
+        res = await nfs.write(fh["sync"], 0, b"SYNC", t.FILE_SYNC)
+        assert res.status == t.NFS3_OK, res
+        res = await nfs.setattr(fh["trunc"], t.Sattr3(size=1000))
+        assert res.status == t.NFS3_OK, res
+
+    asyncio.run(change())
+    for name, data in new.items():
+        key = f"sums/{name}"
+        assert s3_body_when(s3, key, data, timeout=30) == data, name
+        got = s3.get_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+        assert got["Body"].read() == data, name  # botocore also checks any checksum returned
+        assert_no_stale_checksum(got, data, f"GET {name}")
+        head = s3.head_object(Bucket="bkt", Key=key, ChecksumMode="ENABLED")
+        assert_no_stale_checksum(head, data, f"HEAD {name}")
+        assert head["ContentLength"] == len(data)
+        assert got["ETag"] == head["ETag"] != etags[name], name

@@ -8,12 +8,15 @@ import os
 import urllib.error
 import urllib.request
 import zlib
+from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.conftest import Gateway
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, vhost_endpoint
 
 
 def code_of(e: pytest.ExceptionInfo[ClientError]) -> str:
@@ -853,3 +856,62 @@ def test_upload_part_copy_past_the_source_end_is_invalid_argument_as_on_aws(s3) 
         s3.upload_part_copy(Bucket="bkt", Key="dst", UploadId=uid, PartNumber=1,
                             CopySource={"Bucket": "bkt", "Key": "src"}, CopySourceRange="bytes=0-10")
     assert status_of(e) == 400 and code_of(e) == "InvalidArgument"
+
+
+def test_boto3_with_virtual_host_addressing_against_a_domain(vhost_gateway: Gateway) -> None:
+    """boto3 configured with addressing_style="virtual" (the bucket in the Host name, never
+    in the path) against `serve --domain`: bucket creation, PUT, GET, a delimited v2
+    listing, a 4-part multipart upload and deletes all reach the bucket named by the Host."""
+    gw = vhost_gateway
+    s3 = boto3.client(
+        "s3", endpoint_url=vhost_endpoint(gw), region_name="us-east-1",
+        aws_access_key_id=gw.access_key, aws_secret_access_key=gw.secret_key,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"},
+                      retries={"max_attempts": 1}))
+    sent: list[str] = []
+    s3.meta.events.register("before-send.s3", lambda request, **_: sent.append(request.url))
+
+    s3.create_bucket(Bucket="vbkt")
+    assert sent[-1].startswith(f"http://vbkt.s3.test:{gw.s3_port}/"), sent[-1]
+    data = os.urandom(100_000)
+    put = s3.put_object(Bucket="vbkt", Key="dir/a.bin", Body=data, Metadata={"k": "v"})
+    assert sent[-1] == f"http://vbkt.s3.test:{gw.s3_port}/dir/a.bin", sent[-1]
+    assert put["ETag"] == f'"{hashlib.md5(data).hexdigest()}"'
+    got = s3.get_object(Bucket="vbkt", Key="dir/a.bin")
+    assert got["Body"].read() == data and got["Metadata"] == {"k": "v"}
+    for key in ("dir/b.txt", "dir/sub/c.txt", "top.txt"):
+        s3.put_object(Bucket="vbkt", Key=key, Body=key.encode())
+
+    listed = s3.list_objects_v2(Bucket="vbkt", Delimiter="/")
+    assert [o["Key"] for o in listed["Contents"]] == ["top.txt"]
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["dir/"]
+    listed = s3.list_objects_v2(Bucket="vbkt", Prefix="dir/", Delimiter="/")
+    assert [o["Key"] for o in listed["Contents"]] == ["dir/a.bin", "dir/b.txt"]
+    assert [p["Prefix"] for p in listed["CommonPrefixes"]] == ["dir/sub/"]
+    assert sent[-1].startswith(f"http://vbkt.s3.test:{gw.s3_port}/?"), sent[-1]
+
+    parts = [os.urandom(5 << 20), os.urandom(5 << 20), os.urandom(5 << 20), os.urandom(4321)]
+    uid = s3.create_multipart_upload(Bucket="vbkt", Key="mp/obj")["UploadId"]
+    etags = [s3.upload_part(Bucket="vbkt", Key="mp/obj", UploadId=uid, PartNumber=n, Body=p)["ETag"]
+             for n, p in enumerate(parts, 1)]
+    assert [p["PartNumber"] for p in s3.list_parts(Bucket="vbkt", Key="mp/obj", UploadId=uid)["Parts"]] \
+        == [1, 2, 3, 4]
+    done = s3.complete_multipart_upload(Bucket="vbkt", Key="mp/obj", UploadId=uid, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]})
+    want = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-4"
+    assert done["ETag"] == f'"{want}"'
+    assert s3.get_object(Bucket="vbkt", Key="mp/obj")["Body"].read() == b"".join(parts)
+
+    # Path style still works on the same gateway, and sees the same objects.
+    path_style = client_for(gw)
+    assert path_style.get_object(Bucket="vbkt", Key="mp/obj")["ContentLength"] == 15 * (1 << 20) + 4321
+
+    s3.delete_objects(Bucket="vbkt", Delete={"Objects": [{"Key": k} for k in (
+        "dir/a.bin", "dir/b.txt", "dir/sub/c.txt", "top.txt")]})
+    s3.delete_object(Bucket="vbkt", Key="mp/obj")
+    assert s3.list_objects_v2(Bucket="vbkt")["KeyCount"] == 0
+    s3.delete_bucket(Bucket="vbkt")
+    assert sent[-1] == f"http://vbkt.s3.test:{gw.s3_port}/", sent[-1]
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == []
+    # No request named the bucket in its path: every one was addressed by its Host.
+    assert not [u for u in sent if urlsplit(u).path.startswith("/vbkt")]
