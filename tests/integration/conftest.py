@@ -87,3 +87,16 @@ def assert_no_stale_checksum(resp: dict, data: bytes, what: str) -> None:
     for alg in CHECKSUM_ALGS:
         if f"Checksum{alg}" in resp:
             assert resp[f"Checksum{alg}"] == full_object_checksum(alg, data), f"{what}: stale {alg}"
+
+
+def assert_s3_sees_the_new_bytes(s3, bucket: str, key: str, data: bytes, old_etag: str) -> dict:  # type: ignore[no-untyped-def]
+    """GET and HEAD (checksum mode on) of a key changed through a mount: the new bytes, no
+    checksum of the old ones, the new length, and an ETag that changed. The HEAD."""
+    got = s3.get_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert got["Body"].read() == data, key  # botocore also checks any checksum returned
+    assert_no_stale_checksum(got, data, f"GET {key}")
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    assert_no_stale_checksum(head, data, f"HEAD {key}")
+    assert head["ContentLength"] == len(data)
+    assert got["ETag"] == head["ETag"] != old_etag, key
+    return head  # type: ignore[no-any-return]
