@@ -176,6 +176,9 @@ async def get_object(ctx: Ctx) -> web.StreamResponse:
     if status == 200 and ctx.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
         headers.update(_checksum_headers(inode))
     if query and not RESPONSE_OVERRIDES.keys().isdisjoint(query):  # presigned URLs carry a query
+        if ctx.anonymous:  # as S3: a public object's headers are its owner's to set
+            raise S3Error("InvalidRequest",
+                          "Request specific response headers cannot be used for anonymous GET requests.")
         for param, header in RESPONSE_OVERRIDES.items():
             if param in query:
                 headers[header] = query[param]

@@ -128,3 +128,19 @@ def test_an_anonymous_reader_of_a_public_bucket_reads_as_its_owner(tmp_path: Pat
             urllib.request.urlopen(f"{gw.endpoint}/pub/closed")
         assert e.value.code == 403 and b"AccessDenied" in e.value.read()
         assert root.get_object(Bucket="pub", Key="closed")["Body"].read() == b"root only"
+
+
+def test_an_anonymous_get_cannot_override_response_headers(gateway: Gateway, s3) -> None:
+    """As on S3: response-* overrides need a signed request; a public object's headers are
+    its owner's to set."""
+    s3.create_bucket(Bucket="pub")
+    s3.put_object(Bucket="pub", Key="page", Body=b"<p>hi</p>", ContentType="text/html")
+    subprocess.run([sys.executable, "-m", "gateway.cli", "bucket", "public", "pub",
+                    "--data", str(gateway.data)], check=True, capture_output=True)
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{gateway.endpoint}/pub/page?response-content-type=application/x-evil")
+    assert e.value.code == 400 and b"<Code>InvalidRequest</Code>" in e.value.read()
+    with urllib.request.urlopen(f"{gateway.endpoint}/pub/page") as r:
+        assert r.headers["Content-Type"] == "text/html" and r.read() == b"<p>hi</p>"
+    signed = s3.get_object(Bucket="pub", Key="page", ResponseContentType="text/plain")
+    assert signed["ContentType"] == "text/plain"  # the owner may
