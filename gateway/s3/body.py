@@ -265,3 +265,39 @@ class Body:
                 raise S3Error("BadDigest", f"The {alg} you specified did not match the calculated checksum.")
             stored[alg] = got
         return {"checksums": stored} if stored else {}
+
+
+class _OneShot:
+    """A body already read, shaped like aiohttp's StreamReader for Body."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    async def iter_chunked(self, n: int) -> AsyncIterator[bytes]:
+        if self._data:
+            yield self._data
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        if self._data:
+            yield self._data
+
+
+async def read_small_body(content: Any, headers: Mapping[str, str], verified: sigv4.Verified | None,
+                          limit: int, what: str, *, checksum_headers: bool = True) -> bytes:
+    """A request's whole (XML) body of at most limit bytes, once every claim about it held:
+    its signed x-amz-content-sha256, Content-MD5, and (checksum_headers) its
+    x-amz-checksum-* header; refused as the big bodies are (XAmzContentSHA256Mismatch,
+    BadDigest). checksum_headers=False where those headers describe something else
+    (CompleteMultipartUpload: the whole object's checksum)."""
+    raw = await content.read(limit + 1)
+    if len(raw) > limit:
+        raise S3Error("MalformedXML", f"The {what} body is too large")
+    claims = {k: v for k, v in headers.items()
+              if checksum_headers or not (k.startswith("x-amz-checksum-")
+                                          or k in ("x-amz-sdk-checksum-algorithm", "x-amz-trailer"))}
+    claims["content-length"] = str(len(raw))
+    body = Body(_OneShot(raw), claims, verified)
+    async for _ in body.pieces():
+        pass
+    body.verify(len(raw), hashlib.md5(raw).hexdigest())
+    return raw

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..vfs import Exists, Inode, ListPage
 from . import xml
+from .body import read_small_body
 from .context import Ctx
 from .errors import S3Error
 from .request import parse_int
@@ -46,9 +47,8 @@ async def list_buckets(ctx: Ctx) -> web.StreamResponse:
 
 
 async def create_bucket(ctx: Ctx) -> web.StreamResponse:
-    body = await ctx.request.content.read(64 * 1024 + 1)
-    if len(body) > 64 * 1024:
-        raise S3Error("MalformedXML", "the CreateBucketConfiguration body is too large")
+    body = await read_small_body(ctx.request.content, ctx.headers, ctx.verified, 64 * 1024,
+                                 "CreateBucketConfiguration")
     try:
         location = xml.parse_create_bucket(body)
     except xml.XmlError as e:

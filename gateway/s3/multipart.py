@@ -11,7 +11,7 @@ from aiohttp import web
 from ..vfs import Inode
 from . import checksums as checksums_mod
 from . import xml
-from .body import Body
+from .body import Body, read_small_body
 from .buckets import encoding_type, ts, xml_response
 from .context import Ctx
 from .crc_combine import CRC_WIDTH, combine_all
@@ -133,9 +133,8 @@ async def upload_part_copy(ctx: Ctx) -> web.StreamResponse:
 
 
 async def complete(ctx: Ctx) -> web.StreamResponse:
-    raw = await ctx.request.content.read(MAX_COMPLETE_BODY + 1)
-    if len(raw) > MAX_COMPLETE_BODY:
-        raise S3Error("MalformedXML", "The CompleteMultipartUpload body is too large")
+    raw = await read_small_body(ctx.request.content, ctx.headers, ctx.verified, MAX_COMPLETE_BODY,
+                                "CompleteMultipartUpload", checksum_headers=False)
     try:
         parts = xml.parse_complete_multipart(raw)
     except xml.XmlError as e:

@@ -13,7 +13,7 @@ from .. import body_threads
 from ..vfs import FsError, Inode, NoSuchBucket, NotFound, ObjectRead, part_range
 from . import xml
 from .checksums import checksum_type
-from .body import Body
+from .body import Body, read_small_body
 from .buckets import XML, ts, xml_response
 from .context import HOST_ID, Ctx
 from .errors import S3Error, from_fs_error
@@ -242,13 +242,7 @@ async def delete_object(ctx: Ctx) -> web.StreamResponse:
 
 
 async def delete_objects(ctx: Ctx) -> web.StreamResponse:
-    raw = await ctx.request.content.read(MAX_DELETE_BODY + 1)
-    if len(raw) > MAX_DELETE_BODY:
-        raise S3Error("MalformedXML", "The Delete body is too large")
-    body = Body(_OneShot(raw), {**ctx.headers, "content-length": str(len(raw))}, ctx.verified)
-    async for _ in body.pieces():
-        pass
-    body.verify(len(raw), hashlib.md5(raw).hexdigest())
+    raw = await read_small_body(ctx.request.content, ctx.headers, ctx.verified, MAX_DELETE_BODY, "Delete")
     try:
         quiet, keys = xml.parse_delete(raw)
     except xml.XmlError as e:
@@ -269,21 +263,6 @@ async def delete_objects(ctx: Ctx) -> web.StreamResponse:
             err = from_fs_error(e)
             errors.append((key, err.code, err.message))
     return xml_response(xml.delete_result([] if quiet else deleted, errors, ctx.query.get("encoding-type")))
-
-
-class _OneShot:
-    """A body already read, shaped like aiohttp's StreamReader for Body."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    async def iter_chunked(self, n: int):  # type: ignore[no-untyped-def]
-        if self._data:
-            yield self._data
-
-    async def iter_any(self):  # type: ignore[no-untyped-def]
-        if self._data:
-            yield self._data
 
 
 def parse_copy_source(value: str) -> tuple[str, str]:
@@ -328,7 +307,7 @@ async def copy_object(ctx: Ctx) -> web.StreamResponse:
 
 
 async def put_tagging(ctx: Ctx) -> web.StreamResponse:
-    raw = await ctx.request.content.read(64 * 1024 + 1)
+    raw = await read_small_body(ctx.request.content, ctx.headers, ctx.verified, 64 * 1024, "Tagging")
     try:
         tags = xml.parse_tagging(raw)
     except xml.XmlError as e:

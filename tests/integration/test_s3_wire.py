@@ -4,11 +4,13 @@ error, nothing is stored, and the gateway keeps serving."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import http.client
 import os
 import socket
+import zlib
 from datetime import datetime, timezone
 
 import pytest
@@ -154,6 +156,41 @@ def test_a_body_that_does_not_match_its_signed_sha256_is_refused(gateway: Gatewa
     status, resp = send(gateway, "PUT", "/bkt/k", {**h, "Content-Length": "9"}, b"delivered")
     assert status == 400 and b"XAmzContentSHA256Mismatch" in resp
     assert s3.list_objects_v2(Bucket="bkt")["KeyCount"] == 0
+
+
+TAGS = b"<Tagging><TagSet><Tag><Key>k</Key><Value>v</Value></Tag></TagSet></Tagging>"
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("PUT", "/bkt/k?tagging", TAGS),
+    ("POST", "/bkt?delete", b"<Delete><Object><Key>k</Key></Object></Delete>"),
+    ("PUT", "/newbkt", b"<CreateBucketConfiguration><LocationConstraint>us-east-1"
+                       b"</LocationConstraint></CreateBucketConfiguration>"),
+], ids=["PutObjectTagging", "DeleteObjects", "CreateBucket"])
+@pytest.mark.parametrize("claim", ["signed sha256", "Content-MD5", "x-amz-checksum-crc32"])
+def test_an_xml_body_that_does_not_match_its_claims_changes_nothing(
+        gateway: Gateway, method: str, path: str, body: bytes, claim: str) -> None:
+    """The small XML bodies are held to the same claims as object bodies: a body changed
+    on the way (same length) is refused, and the object, its tags and the bucket list
+    stay as they were."""
+    s3 = s3_client(gateway)
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key="k", Body=b"keep me")
+    forged = body.replace(b"k<", b"x<", 1) if b"k<" in body else body.replace(b"us-east-1", b"us-east-x")
+    assert len(forged) == len(body) and forged != body
+    headers: dict[str, str] = {}
+    if claim == "Content-MD5":
+        headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
+    elif claim == "x-amz-checksum-crc32":
+        headers["x-amz-checksum-crc32"] = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    payload_hash = hashlib.sha256(body if claim == "signed sha256" else forged).hexdigest()
+    h = signed_headers(gateway, method, path, headers, payload_hash, body)
+    status, resp = send(gateway, method, path, {**h, "Content-Length": str(len(forged))}, forged)
+    want = "XAmzContentSHA256Mismatch" if claim == "signed sha256" else "BadDigest"
+    assert status == 400 and f"<Code>{want}</Code>".encode() in resp, resp
+    assert s3.get_object(Bucket="bkt", Key="k")["Body"].read() == b"keep me"
+    assert s3.get_object_tagging(Bucket="bkt", Key="k")["TagSet"] == []
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["bkt"]
 
 
 def test_sigv2_is_refused_with_a_clear_error(gateway: Gateway) -> None:
